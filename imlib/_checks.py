@@ -1,0 +1,85 @@
+"""Argument checks shared by the public functions: each raises ValueError naming the argument."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from torch import Tensor
+
+
+def check_images(x: Tensor, name: str = "x", values: bool = True) -> None:
+    """``x`` must be a float tensor (N, C, H, W); with ``values``, finite and inside [0, 1].
+
+    The value checks read the tensor back to the host (a device sync), so the training hot path
+    passes ``values=False`` for tensors it made itself.
+    """
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W), got {x.ndim} dimensions {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}; "
+            "convert uint8 images with x.float() / 255"
+        )
+    if values and x.numel():
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{name} must have values in [0, 1], got [{lo:.4g}, {hi:.4g}]; "
+                "uint8 images must be converted with x.float() / 255"
+            )
+
+
+def check_same_shape(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> None:
+    if x.shape != y.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+
+
+def as_levels(level: float | Tensor, n: int, device: torch.device, values: bool = True) -> Tensor:
+    """``level`` (a float or a tensor of shape (n,)) as a float tensor (n,) on ``device``."""
+    if isinstance(level, Tensor):
+        if level.ndim == 0:
+            level = level.expand(n)
+        if level.shape != (n,):
+            raise ValueError(f"level must be a float or a tensor of shape ({n},), got shape {tuple(level.shape)}")
+        level = level.to(device=device, dtype=torch.float32)
+    elif isinstance(level, (int, float)) and not isinstance(level, bool):
+        level = torch.full((n,), float(level), device=device)
+    else:
+        raise ValueError(f"level must be a float or a tensor of shape ({n},), got {type(level).__name__}")
+    if values and level.numel():
+        if not bool(torch.isfinite(level).all()):
+            raise ValueError("level contains NaN or inf")
+        lo, hi = float(level.min()), float(level.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"level must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    return level
+
+
+def check_choice(value: str, allowed: Sequence[str], name: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+
+
+def check_labels(labels: Tensor, num_classes: int, n: int | None = None, values: bool = True) -> None:
+    """``labels`` must be an integer tensor (N,) with values in [0, num_classes)."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if not isinstance(labels, Tensor) or labels.ndim != 1:
+        shape = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a 1-D integer tensor (N,), got {shape}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+    if n is not None and labels.shape[0] != n:
+        raise ValueError(f"labels must have length {n}, got {labels.shape[0]}")
+    if values and labels.numel():
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
