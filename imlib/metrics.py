@@ -1,0 +1,160 @@
+"""Classification and calibration metrics on predicted probabilities (N, K) and labels (N,).
+
+Pure tensor functions, any device. ``ece`` is the standard estimator (Guo et al. 2017: equal-width
+confidence bins, weighted by their counts, over the whole set); ``ece_paper_script`` is the
+estimator of the paper's evaluation script, kept so that its ECE column can be compared like for
+like (it reads large even for a perfectly calibrated model; see its docstring).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from imlib._checks import check_labels
+
+__all__ = [
+    "topk_accuracy",
+    "nll",
+    "brier",
+    "ece",
+    "reliability_bins",
+    "ece_paper_script",
+    "classification_metrics",
+]
+
+
+def _check(probs: Tensor, labels: Tensor, validate_args: bool = True) -> None:
+    if not isinstance(probs, Tensor) or probs.ndim != 2 or not probs.is_floating_point():
+        shape = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
+        raise ValueError(f"probs must be a float tensor of shape (N, K), got {shape}")
+    check_labels(labels, probs.shape[1], n=probs.shape[0], values=validate_args)
+    if validate_args and probs.numel():
+        if not bool(torch.isfinite(probs).all()):
+            raise ValueError("probs contains NaN or inf")
+        if float(probs.min()) < 0 or float(probs.max()) > 1:
+            raise ValueError("probs must lie in [0, 1]; pass softmax(logits), not logits")
+        if float((probs.sum(1) - 1).abs().max()) > 1e-3:
+            raise ValueError("probs rows must sum to 1; pass softmax(logits)")
+
+
+def _check_bins(n_bins: int) -> None:
+    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
+        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+
+
+def topk_accuracy(probs: Tensor, labels: Tensor, k: int = 1) -> Tensor:
+    """Fraction of samples whose label is among the ``k`` most probable classes.
+
+    >>> topk_accuracy(torch.tensor([[0.6, 0.3, 0.1], [0.5, 0.2, 0.3]]), torch.tensor([1, 2]), k=2)
+    tensor(1.)
+    """
+    _check(probs, labels)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= probs.shape[1]:
+        raise ValueError(f"k must be an int in [1, {probs.shape[1]}], got {k!r}")
+    top = probs.topk(k, dim=1).indices
+    return (top == labels[:, None]).any(dim=1).float().mean()
+
+
+def nll(probs: Tensor, labels: Tensor) -> Tensor:
+    """Mean negative log-likelihood of the true class (the paper's "CE loss").
+
+    >>> nll(torch.tensor([[0.5, 0.5]]), torch.tensor([0]))
+    tensor(0.6931)
+    """
+    _check(probs, labels)
+    p_true = probs.gather(1, labels[:, None]).squeeze(1)
+    return -p_true.clamp(min=torch.finfo(probs.dtype).tiny).log().mean()
+
+
+def brier(probs: Tensor, labels: Tensor) -> Tensor:
+    """Mean over samples of ``sum_k (p_k - onehot_k)^2`` (0 is perfect, 2 the worst).
+
+    >>> brier(torch.tensor([[1.0, 0.0]]), torch.tensor([1]))
+    tensor(2.)
+    """
+    _check(probs, labels)
+    onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).to(probs.dtype)
+    return ((probs - onehot) ** 2).sum(dim=1).mean()
+
+
+def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = 15) -> dict[str, Tensor]:
+    """Top-1 confidence against accuracy in ``n_bins`` equal-width bins ``[lo, hi)`` (the last
+    bin also holds confidence 1).
+
+    Returns tensors (n_bins,): ``lower``, ``upper``, ``count``, ``confidence`` and ``accuracy``
+    (mean per bin, 0 for an empty bin).
+    """
+    _check(probs, labels)
+    _check_bins(n_bins)
+    confidence, prediction = probs.max(dim=1)
+    correct = (prediction == labels).to(probs.dtype)
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=probs.dtype, device=probs.device)
+    index = (torch.bucketize(confidence, edges, right=True) - 1).clamp(0, n_bins - 1)
+    count = torch.zeros(n_bins, dtype=probs.dtype, device=probs.device).index_add_(
+        0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros_like(count).index_add_(0, index, confidence)
+    acc_sum = torch.zeros_like(count).index_add_(0, index, correct)
+    safe = count.clamp(min=1)
+    return {"lower": edges[:-1], "upper": edges[1:], "count": count,
+            "confidence": conf_sum / safe, "accuracy": acc_sum / safe}
+
+
+def ece(probs: Tensor, labels: Tensor, n_bins: int = 15) -> Tensor:
+    """Expected calibration error: ``sum_b (n_b / N) |acc_b - conf_b|`` over the whole set.
+
+    Equal to torchmetrics' ``multiclass_calibration_error(..., n_bins, norm="l1")``.
+
+    >>> ece(torch.tensor([[0.9, 0.1], [0.9, 0.1]]), torch.tensor([0, 1]))
+    tensor(0.4000)
+    """
+    bins = reliability_bins(probs, labels, n_bins)
+    weight = bins["count"] / bins["count"].sum().clamp(min=1)
+    return (weight * (bins["accuracy"] - bins["confidence"]).abs()).sum()
+
+
+def ece_paper_script(probs: Tensor, labels: Tensor, n_bins: int = 10, batch_size: int = 100) -> Tensor:
+    """The ECE of the paper's evaluation script: for every batch of ``batch_size`` samples (in
+    order; the last may be shorter), the unweighted mean of ``|acc_b - conf_b|`` over its
+    non-empty bins ``(lo, hi]``; then the mean over batches.
+
+    Unweighting lets bins holding one or two samples count as much as full ones, so the
+    estimate stays far from 0 even for a perfectly calibrated model: its values are not
+    comparable with the standard ``ece``.
+    """
+    _check(probs, labels)
+    _check_bins(n_bins)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    n = probs.shape[0]
+    if n == 0:
+        raise ValueError("probs must hold at least one sample")
+    confidence, prediction = probs.max(dim=1)
+    correct = (prediction == labels).to(probs.dtype)
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=probs.dtype, device=probs.device)
+    bin_of = (torch.bucketize(confidence, edges, right=False) - 1).clamp(0, n_bins - 1)
+    batch_of = torch.arange(n, device=probs.device) // batch_size
+    n_batches = int(batch_of[-1]) + 1
+    cell = batch_of * n_bins + bin_of  # one (batch, bin) cell per sample
+    size = n_batches * n_bins
+    count = torch.zeros(size, dtype=probs.dtype, device=probs.device).index_add_(
+        0, cell, torch.ones_like(confidence))
+    gap = (torch.zeros_like(count).index_add_(0, cell, correct)
+           - torch.zeros_like(count).index_add_(0, cell, confidence)).abs() / count.clamp(min=1)
+    count, gap = count.view(n_batches, n_bins), gap.view(n_batches, n_bins)
+    per_batch = gap.sum(1) / (count > 0).sum(1)
+    return per_batch.mean()
+
+
+def classification_metrics(probs: Tensor, labels: Tensor) -> dict[str, float]:
+    """Table 1's columns: top-1 and top-5 accuracy (fractions), ECE (15 bins), NLL, Brier, and
+    the paper-script ECE."""
+    k5 = min(5, probs.shape[1])
+    return {
+        "top1": float(topk_accuracy(probs, labels, 1)),
+        "top5": float(topk_accuracy(probs, labels, k5)),
+        "ece": float(ece(probs, labels)),
+        "nll": float(nll(probs, labels)),
+        "brier": float(brier(probs, labels)),
+        "ece_paper_script": float(ece_paper_script(probs, labels)),
+    }
