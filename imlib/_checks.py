@@ -18,7 +18,8 @@ def check_images(x: Tensor, name: str = "x", values: bool = True) -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got {x.ndim} dimensions {tuple(x.shape)}")
+        raise ValueError(f"{name} must have shape (N, C, H, W), got {x.ndim} dimensions "
+                         f"{tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(
             f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}; "
@@ -38,7 +39,8 @@ def check_images(x: Tensor, name: str = "x", values: bool = True) -> None:
 def check_same_shape(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> None:
     if x.shape != y.shape:
         raise ValueError(
-            f"{names[0]} and {names[1]} must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+            f"{names[0]} and {names[1]} must have the same shape, got {tuple(x.shape)} and "
+            f"{tuple(y.shape)}"
         )
 
 
@@ -48,12 +50,14 @@ def as_levels(level: float | Tensor, n: int, device: torch.device, values: bool 
         if level.ndim == 0:
             level = level.expand(n)
         if level.shape != (n,):
-            raise ValueError(f"level must be a float or a tensor of shape ({n},), got shape {tuple(level.shape)}")
+            raise ValueError(f"level must be a float or a tensor of shape ({n},), "
+                             f"got shape {tuple(level.shape)}")
         level = level.to(device=device, dtype=torch.float32)
     elif isinstance(level, (int, float)) and not isinstance(level, bool):
         level = torch.full((n,), float(level), device=device)
     else:
-        raise ValueError(f"level must be a float or a tensor of shape ({n},), got {type(level).__name__}")
+        raise ValueError(f"level must be a float or a tensor of shape ({n},), "
+                         f"got {type(level).__name__}")
     if values and level.numel():
         if not bool(torch.isfinite(level).all()):
             raise ValueError("level contains NaN or inf")
@@ -68,7 +72,8 @@ def check_choice(value: str, allowed: Sequence[str], name: str) -> None:
         raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
 
 
-def check_labels(labels: Tensor, num_classes: int, n: int | None = None, values: bool = True) -> None:
+def check_labels(labels: Tensor, num_classes: int, n: int | None = None,
+                 values: bool = True) -> None:
     """``labels`` must be an integer tensor (N,) with values in [0, num_classes)."""
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")

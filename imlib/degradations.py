@@ -74,12 +74,20 @@ def _alpha_bar(cfg: DegradationConfig, device: torch.device) -> Tensor:
     return torch.cumprod(1 - betas, dim=0).to(device=device, dtype=torch.float32)
 
 
-def _diffuse(x: Tensor, level: Tensor, noise: Tensor, cfg: DegradationConfig) -> Tensor:
-    """DDPM forward step ``t = floor(d (T - 1))`` on images mapped to [-1, 1], back to [0, 1]."""
+def _diffuse(x: Tensor, level: Tensor, noise: Tensor, active: Tensor,
+            cfg: DegradationConfig) -> Tensor:
+    """DDPM forward step ``t = floor(d (T - 1))`` on images mapped to [-1, 1], back to [0, 1]:
+
+        clamp(((sqrt(abar_t) (2x - 1) + sqrt(1 - abar_t) eps) + 1) / 2, 0, 1)
+        = clamp(s x + (1 - s) / 2 + r eps / 2, 0, 1),   s = sqrt(abar_t), r = sqrt(1 - abar_t)
+
+    Samples that are not ``active`` or have ``t == 0`` get s = 1, r = 0: themselves.
+    """
     t = (level * (cfg.diffusion_steps - 1)).floor().long()
-    abar = _alpha_bar(cfg, x.device)[t].view(-1, 1, 1, 1)
-    noisy = ((abar.sqrt() * (2 * x - 1) + (1 - abar).sqrt() * noise) + 1) / 2
-    return torch.where((t > 0).view(-1, 1, 1, 1), noisy.clamp(0, 1), x)
+    abar = torch.where(active & (t > 0), _alpha_bar(cfg, x.device)[t], 1.0).view(-1, 1, 1, 1)
+    s, r = abar.sqrt(), (1 - abar).sqrt()
+    out = torch.addcmul(x * s + (1 - s) / 2, noise, r / 2)
+    return torch.where(r > 0, out.clamp_(0, 1), out)
 
 
 def _reflect(index: Tensor, size: int) -> Tensor:
@@ -121,18 +129,20 @@ def _mosaic_matrices(level: Tensor, size: int, longest: int, cfg: DegradationCon
     return same / same.sum(2, keepdim=True)
 
 
-def _dropout_mask(level: Tensor, scores: Tensor, h: int, w: int, cfg: DegradationConfig) -> Tensor:
-    """(N, 1, H, W) mask keeping the ``floor(P (1 - d))`` patches with the lowest scores."""
+def _dropout_mask(level: Tensor, scores: Tensor, keep_all: Tensor, h: int, w: int,
+                  cfg: DegradationConfig) -> Tensor:
+    """(N, 1, H, W) mask keeping the ``floor(P (1 - d))`` patches with the lowest scores, or
+    every patch where ``keep_all`` (N, 1) is set."""
     p = cfg.dropout_patch
-    rows, cols = -(-h // p), -(-w // p)
-    n_patches = rows * cols
+    cols = -(-w // p)
+    n_patches = scores.shape[1]
     keep = torch.floor(n_patches * (1 - level) + 1e-6).long()  # (N,); 1e-6 absorbs float error
     rank = scores.argsort(dim=1).argsort(dim=1)  # rank of each patch's score within its sample
-    kept = rank < keep[:, None]  # (N, P)
+    kept = (rank < keep[:, None]) | keep_all  # (N, P)
     patch_of = (torch.arange(h, device=level.device)[:, None] // p) * cols + (
         torch.arange(w, device=level.device)[None, :] // p
     )
-    return kept[:, patch_of].unsqueeze(1).to(torch.float32)
+    return kept[:, patch_of].unsqueeze(1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -152,8 +162,10 @@ def _apply(x: Tensor, kind_index: Tensor, level: Tensor, present: set[str], cfg:
            generator: torch.Generator | None) -> Tensor:
     """Degrade sample n with kind ``KINDS[kind_index[n]]`` at ``level[n]``.
 
-    ``present`` names the kinds that occur, so a single-kind call draws only the randomness it
-    needs (diffusion: one ``randn`` of x's shape; dropout: one ``rand`` (N, P) of patch scores).
+    Every stage runs on the whole batch with per-sample parameters that are the identity for
+    the samples of other kinds, so a mixed batch costs one pass per stage. ``present`` names the
+    kinds that occur, so a single-kind call draws only the randomness it needs (diffusion: one
+    ``randn`` of x's shape; dropout: one ``rand`` (N, P) of patch scores).
     """
     n, _, h, w = x.shape
     out = x
@@ -163,26 +175,22 @@ def _apply(x: Tensor, kind_index: Tensor, level: Tensor, present: set[str], cfg:
         is_mosaic = (kind_index == KINDS.index("mosaic")).view(n, 1, 1)
 
         def operator(size: int) -> Tensor:
-            eye = torch.eye(size, device=x.device).expand(n, size, size)
-            m = eye
+            m = torch.eye(size, device=x.device).expand(n, size, size)
             if "blur" in linear:
                 m = torch.where(is_blur, _blur_matrices(level, size, cfg), m)
             if "mosaic" in linear:
                 m = torch.where(is_mosaic, _mosaic_matrices(level, size, max(h, w), cfg), m)
-            return m.to(x.dtype)
+            return m.to(x.dtype).unsqueeze(1)  # (N, 1, size, size), broadcast over channels
 
-        a_h = operator(h).unsqueeze(1)  # (N, 1, H, H)
-        a_w = operator(w).unsqueeze(1)  # (N, 1, W, W)
-        out = a_h @ out @ a_w.transpose(-1, -2)
+        out = operator(h) @ out @ operator(w).transpose(-1, -2)
     if "dropout" in present:
         scores = torch.rand(n, _patch_count(h, w, cfg), generator=generator, device=x.device)
-        mask = _dropout_mask(level, scores, h, w, cfg)
-        is_dropout = (kind_index == KINDS.index("dropout")).view(n, 1, 1, 1)
-        out = torch.where(is_dropout, out * mask.to(x.dtype), out)
+        others = (kind_index != KINDS.index("dropout"))[:, None]
+        out = out * _dropout_mask(level, scores, others, h, w, cfg).to(x.dtype)
     if "diffusion" in present:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        is_diffusion = (kind_index == KINDS.index("diffusion")).view(n, 1, 1, 1)
-        out = torch.where(is_diffusion, _diffuse(x, level, noise, cfg).to(x.dtype), out)
+        is_diffusion = kind_index == KINDS.index("diffusion")
+        out = _diffuse(out, level, noise, is_diffusion, cfg)
     return out
 
 

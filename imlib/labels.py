@@ -80,7 +80,8 @@ def hard(labels: Tensor, num_classes: int, validate_args: bool = True) -> Tensor
     return _onehot(labels, num_classes)
 
 
-def smoothed(labels: Tensor, num_classes: int, eps: float = 0.1, validate_args: bool = True) -> Tensor:
+def smoothed(labels: Tensor, num_classes: int, eps: float = 0.1,
+             validate_args: bool = True) -> Tensor:
     """Fixed label smoothing ``(1 - eps) onehot + eps / K`` (the paper's LS uses eps = 0.1).
 
     >>> smoothed(torch.tensor([0]), 2, eps=0.2)
@@ -88,7 +89,8 @@ def smoothed(labels: Tensor, num_classes: int, eps: float = 0.1, validate_args: 
     """
     check_labels(labels, num_classes, values=validate_args)
     _check_eps(eps, "eps")
-    return soft_targets(labels, num_classes, torch.full(labels.shape, eps, device=labels.device), "all")
+    eps_per_sample = torch.full(labels.shape, eps, device=labels.device)
+    return soft_targets(labels, num_classes, eps_per_sample, "all")
 
 
 def information_matching(labels: Tensor, num_classes: int, nmi: Tensor, max_eps: float = 0.9,
@@ -130,6 +132,7 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
         raise ValueError("logits must be a tensor of shape (N, K)")
     if not isinstance(targets, Tensor) or targets.shape != logits.shape:
         shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
-        raise ValueError(f"targets must have the shape of logits {tuple(logits.shape)}, got {shape}")
+        raise ValueError(f"targets must have the shape of logits {tuple(logits.shape)}, "
+                         f"got {shape}")
     log_p = torch.log_softmax(logits.float(), dim=1)
     return -(targets * log_p).sum(dim=1).mean()

@@ -113,7 +113,8 @@ def ece(probs: Tensor, labels: Tensor, n_bins: int = 15) -> Tensor:
     return (weight * (bins["accuracy"] - bins["confidence"]).abs()).sum()
 
 
-def ece_paper_script(probs: Tensor, labels: Tensor, n_bins: int = 10, batch_size: int = 100) -> Tensor:
+def ece_paper_script(probs: Tensor, labels: Tensor, n_bins: int = 10,
+                     batch_size: int = 100) -> Tensor:
     """The ECE of the paper's evaluation script: for every batch of ``batch_size`` samples (in
     order; the last may be shorter), the unweighted mean of ``|acc_b - conf_b|`` over its
     non-empty bins ``(lo, hi]``; then the mean over batches.

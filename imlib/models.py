@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torchvision.models import resnet18
 
@@ -20,6 +19,7 @@ def resnet18_cifar(num_classes: int = 100) -> nn.Module:
     32x32 inputs keep a 4x4 map before the global pool (the ImageNet stem would shrink them to
     1x1). 11.2 M parameters at 100 classes.
 
+    >>> import torch
     >>> resnet18_cifar(100)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 100])
     """
@@ -44,6 +44,7 @@ def small_cnn(num_classes: int = 10, width: int = 16) -> nn.Module:
 
     The first block sees full resolution, so fine texture is visible before the first pooling.
 
+    >>> import torch
     >>> small_cnn(10)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
