@@ -34,7 +34,7 @@ from imlib.models import MODELS, build_model
 from imlib.nmi import nmi
 
 __all__ = ["VARIANTS", "TrainConfig", "RunResult", "train", "load_model", "resolve_device",
-           "crop_flip", "prepare", "train_step"]
+           "crop_flip", "prepare", "augment", "train_steps"]
 
 VARIANTS = ("baseline", "ls", "im", "level")
 SCHEDULES = ("constant", "cosine")
@@ -57,6 +57,7 @@ class TrainConfig:
     variant: str = "im"  # "baseline" | "ls" | "im" | "level"
     epochs: int = 100  # the paper trains "up to 100 epochs"
     batch_size: int = 256  # the paper's
+    augment_batches: int = 8  # batches augmented in one go (fewer kernel launches on a GPU)
     lr: float = 1e-3  # AdamW learning rate, the paper's
     weight_decay: float = 1e-4  # AdamW weight decay, the paper's
     schedule: str = "constant"  # "constant" (the paper's text) | "cosine" (its public code)
@@ -86,7 +87,7 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("synthetic_per_class", "synthetic_classes", "epochs", "batch_size",
-                     "nmi_bins", "eval_batch_size"):
+                     "augment_batches", "nmi_bins", "eval_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -104,7 +105,8 @@ class TrainConfig:
         if self.selection == "holdout" and self.holdout_fraction == 0:
             raise ValueError('selection="holdout" needs holdout_fraction > 0')
         if self.variant in ("im", "level") and not self.degrade:
-            raise ValueError(f"variant {self.variant!r} needs degrade=True: it smooths by degradation")
+            raise ValueError(f"variant {self.variant!r} needs degrade=True: "
+                             "it smooths by degradation")
         DegradationConfig(kinds=self.degrade_kinds)  # validates the kinds
         resolve_device(self.device)
 
@@ -116,6 +118,13 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+    def load_data(self) -> ImageData:
+        """The data set this config trains on (the synthetic sizes apply to ``synthetic``)."""
+        if self.dataset == "synthetic":
+            return load_dataset("synthetic", n_per_class=self.synthetic_per_class,
+                                num_classes=self.synthetic_classes)
+        return load_dataset(self.dataset, root=self.data_root)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -145,7 +154,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {name!r}") from err
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU; use 'cpu'")
+            raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU; "
+                             "use 'cpu'")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s)")
     elif device.type != "cpu":
@@ -209,10 +219,7 @@ class RunState:
 def prepare(config: TrainConfig) -> RunState:
     """Load the data onto the device and build model, optimiser, schedule and generator."""
     device = resolve_device(config.device)
-    data = load_dataset(config.dataset, root=config.data_root,
-                        **({"n_per_class": config.synthetic_per_class,
-                            "num_classes": config.synthetic_classes}
-                           if config.dataset == "synthetic" else {}))
+    data = config.load_data()
     if config.holdout_fraction > 0:
         train_idx, holdout_idx = holdout_split(data.y_train, config.holdout_fraction, config.seed)
         holdout = _Split(data.x_train[holdout_idx].to(device), data.y_train[holdout_idx].to(device))
@@ -222,6 +229,8 @@ def prepare(config: TrainConfig) -> RunState:
     test = _Split(data.x_test.to(device), data.y_test.to(device))
 
     torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
     model = build_model(config.model, data.num_classes).to(device)
     if config.amp and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -268,9 +277,10 @@ def _targets(run: RunState, clean: Tensor, degraded: Tensor, y: Tensor, level: T
     return policies.soft_targets(y, k, eps, spread), eps
 
 
-def train_step(run: RunState, idx: Tensor) -> Tensor:
-    """One optimisation step on the training images ``idx``; returns, on the device,
-    ``[loss * batch, correct, sum of eps, loss]`` (no host sync)."""
+@torch.no_grad()
+def augment(run: RunState, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Network inputs, soft targets and eps for the training images ``idx``, batched over all
+    of them: crop + flip, ``random_degrade``, NMI, the variant's targets, normalisation."""
     cfg = run.config
     x, y = run.train.x[idx], run.train.y[idx]
     if cfg.base_augment:
@@ -281,29 +291,49 @@ def train_step(run: RunState, idx: Tensor) -> Tensor:
         degraded, _, level = random_degrade(clean, run.generator, run.degradation,
                                             validate_args=False)
     targets, eps = _targets(run, clean, degraded, y, level)
-    with _autocast(run):
-        logits = run.forward(_inputs(run, degraded))
-    loss = soft_cross_entropy(logits, targets)
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    run.optimizer.step()
-    loss = loss.detach()
-    return torch.stack([loss * len(y), (logits.argmax(1) == y).sum().float(), eps.sum(), loss])
+    return _inputs(run, degraded), targets, eps
+
+
+def train_steps(run: RunState, order: Tensor, on_step: Callable[[], None] | None = None
+                ) -> tuple[Tensor, Tensor]:
+    """Optimise on the training images ``order``, ``batch_size`` at a time.
+
+    Images are augmented ``augment_batches`` batches at a time: one launch of each augmentation
+    kernel serves several steps, which keeps a GPU busy with the model. Returns, on the device
+    and without a host sync, the sums ``[loss * samples, correct, eps]`` and the index of the
+    first step whose loss was not finite (-1 if none).
+    """
+    bs = run.config.batch_size
+    sums = torch.zeros(3, device=run.device)
+    first_bad_step = torch.full((), -1, device=run.device)
+    step = 0
+    for chunk in order.split(bs * run.config.augment_batches):
+        inputs, targets, eps = augment(run, chunk)
+        for x, t, e, y in zip(inputs.split(bs), targets.split(bs), eps.split(bs),
+                              run.train.y[chunk].split(bs), strict=True):
+            with _autocast(run):
+                logits = run.forward(x)
+            loss = soft_cross_entropy(logits, t)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            loss = loss.detach()
+            bad = ~torch.isfinite(loss) & (first_bad_step < 0)
+            first_bad_step = torch.where(bad, torch.full_like(first_bad_step, step),
+                                         first_bad_step)
+            sums += torch.stack([loss * len(y), (logits.argmax(1) == y).sum().float(), e.sum()])
+            step += 1
+            if on_step is not None:
+                on_step()
+    return sums, first_bad_step
 
 
 def _train_epoch(run: RunState, epoch: int, bar: tqdm) -> dict[str, float]:
-    """One pass over the training set; sums stay on the device until the epoch ends."""
+    """One pass over the training set in a random order; one host sync, at the end."""
     run.model.train()
     n = len(run.train.y)
     order = torch.randperm(n, generator=run.generator, device=run.device)
-    sums = torch.zeros(3, device=run.device)  # loss * samples, correct, eps
-    first_bad_step = torch.full((), -1, device=run.device)
-    for step, start in enumerate(range(0, n, run.config.batch_size)):
-        stats = train_step(run, order[start:start + run.config.batch_size])
-        bad = ~torch.isfinite(stats[3]) & (first_bad_step < 0)
-        first_bad_step = torch.where(bad, torch.full_like(first_bad_step, step), first_bad_step)
-        sums += stats[:3]
-        bar.update(1)
+    sums, first_bad_step = train_steps(run, order, lambda: bar.update(1))
     if int(first_bad_step) >= 0:
         raise FloatingPointError(
             f"non-finite training loss at epoch {epoch}, step {int(first_bad_step)} "
@@ -370,7 +400,8 @@ def _resume(run: RunState) -> int:
     state = torch.load(path, map_location="cpu", weights_only=False)
     differing = _config_mismatch(state["config"], run.config)
     if differing:
-        detail = ", ".join(f"{k}: saved {state['config'].get(k)!r} vs now {getattr(run.config, k)!r}"
+        saved = state["config"]
+        detail = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {getattr(run.config, k)!r}"
                            for k in differing)
         raise ValueError(f"cannot resume {path}: the config differs ({detail}). "
                          "Use another out_dir, or resume=False to start over.")

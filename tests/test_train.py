@@ -10,7 +10,7 @@ import torch
 
 import imlib.train as train_module
 from imlib.io import read_jsonl
-from imlib.train import TrainConfig, crop_flip, load_model, train
+from imlib.train import TrainConfig, crop_flip, load_model, prepare, train, train_steps
 
 # Small enough for seconds per run on two cores, big enough to learn something.
 TINY = dict(dataset="synthetic", synthetic_per_class=60, synthetic_classes=4, model="small_cnn",
@@ -209,3 +209,18 @@ def test_from_dict_rejects_unknown_keys():
 def test_cuda_amp_compile_path_trains(tmp_path):
     history = train(tiny(tmp_path, device="cuda", amp=True, compile=False, epochs=2)).history
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in history)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("variant", ["baseline", "ls", "im", "level"])
+def test_train_step_never_waits_for_the_gpu(tmp_path, variant):
+    """The hot path has no host sync: CUDA's sync debug mode turns any into an error."""
+    run = prepare(tiny(tmp_path, device="cuda", amp=True, variant=variant, augment_batches=2))
+    order = torch.arange(192, device="cuda")  # 3 steps of 64, augmented 2 batches at a time
+    train_steps(run, order)  # the first steps may sync while libraries initialise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        train_steps(run, order)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
