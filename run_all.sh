@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Headless reproduction of the study, and the project's test entry point.
+#
+#   ./run_all.sh                          all notebooks on the smoke profile (minutes on a CPU)
+#   ./run_all.sh --profile paper          the paper's runs (one GPU, CIFAR-100)
+#   ./run_all.sh --profile cpu -p epochs 5   override one parameter (repeatable)
+#   ./run_all.sh --fresh ...              ignore earlier checkpoints and results of the profile
+#   ./run_all.sh test [pytest args]       the test suite
+#
+# The environment: an active conda env built from environment.yml is used as it is; otherwise
+# .venv is created (or reused) with `pip install -e ".[dev]"`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+bootstrap() {
+    if [[ -n "${CONDA_PREFIX:-}" && -z "${VIRTUAL_ENV:-}" ]] && python -c "import imlib" 2>/dev/null; then
+        PY=python
+        return
+    fi
+    if [[ ! -x .venv/bin/python ]]; then
+        echo "Creating .venv (first run: installs PyTorch and Jupyter, a few minutes)" >&2
+        python3 -m venv .venv
+    fi
+    # Reinstall when pyproject.toml changed since the last install.
+    if [[ ! -f .venv/.installed || pyproject.toml -nt .venv/.installed ]]; then
+        .venv/bin/python -m pip install --quiet --upgrade pip >&2
+        .venv/bin/python -m pip install --quiet -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
+        touch .venv/.installed
+    fi
+    PY=.venv/bin/python
+}
+
+bootstrap
+if [[ "${1:-}" == "test" ]]; then
+    shift
+    exec "$PY" -m pytest "$@"
+fi
+exec "$PY" -m imlib.pipeline "$@"
