@@ -87,7 +87,7 @@ def _diffuse(x: Tensor, level: Tensor, noise: Tensor, active: Tensor,
     abar = torch.where(active & (t > 0), _alpha_bar(cfg, x.device)[t], 1.0).view(-1, 1, 1, 1)
     s, r = abar.sqrt(), (1 - abar).sqrt()
     out = torch.addcmul(x * s + (1 - s) / 2, noise, r / 2)
-    return torch.where(r > 0, out.clamp_(0, 1), out)
+    return torch.where(r > 0, out.clamp(0, 1), out)
 
 
 def _reflect(index: Tensor, size: int) -> Tensor:

@@ -1,4 +1,5 @@
-"""Tests of imlib.data: CIFAR-100 reading and errors, the synthetic set, splits, normalize."""
+"""Tests of imlib.data: CIFAR-100 and CIFAR-100-C reading and errors, the synthetic set, splits,
+normalize and denormalize."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pickle
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,16 @@ from imlib.data import (
     CIFAR100_MD5,
     CIFAR100_MEAN,
     CIFAR100_STD,
+    CIFAR100C_CORRUPTIONS,
+    CIFAR100C_EXTRA,
+    CIFAR100C_SEVERITIES,
     DATASETS,
     ImageData,
     _read_cifar100_folder,
     data_root,
+    denormalize,
     holdout_split,
+    iter_cifar100c,
     load_cifar100,
     load_dataset,
     normalize,
@@ -349,3 +356,118 @@ def test_normalize_on_cuda_stays_on_device() -> None:
     out = normalize(x, CIFAR100_MEAN, CIFAR100_STD)
     assert out.device == x.device
     assert torch.allclose(out.cpu(), TF.normalize(x.cpu(), CIFAR100_MEAN, CIFAR100_STD))
+
+
+# ---------------------------------------------------------------------------------------------
+# denormalize
+
+
+def test_denormalize_inverts_normalize_and_keeps_out_of_range_values() -> None:
+    x = 3 * torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # any values
+    back = denormalize(normalize(x, CIFAR100_MEAN, CIFAR100_STD), CIFAR100_MEAN, CIFAR100_STD)
+    torch.testing.assert_close(back, x)
+    mean, std = torch.tensor(CIFAR100_MEAN), torch.tensor(CIFAR100_STD)
+    torch.testing.assert_close(denormalize(x, CIFAR100_MEAN, CIFAR100_STD),
+                               x * std[:, None, None] + mean[:, None, None])
+    with pytest.raises(ValueError, match="std"):
+        denormalize(x, CIFAR100_MEAN, (0.2, 0.2))
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-100-C: small files in the release's layout (rows = 5 severities x M images, HWC)
+
+C_IMAGES = 4  # images per severity
+C_NAMES = ("gaussian_noise", "fog")
+
+
+def _c_pixel(corruption: int, row: int, h: int, w: int, c: int) -> np.ndarray:
+    """A value that tells corruption, row (severity and image), height, width, channel apart."""
+    return (101 * corruption + 7 * row + 50 * c + 3 * h + w) % 256
+
+
+def _write_c(folder: Path, names: Sequence[str] = C_NAMES, rows: int = 5 * C_IMAGES) -> None:
+    folder.mkdir(exist_ok=True)
+    for k, name in enumerate(names):
+        grid = np.meshgrid(np.arange(rows), np.arange(32), np.arange(32), np.arange(3),
+                           indexing="ij")
+        np.save(folder / f"{name}.npy", _c_pixel(k, *grid).astype(np.uint8))
+    np.save(folder / "labels.npy", (np.arange(rows) * 13) % 100)
+
+
+@pytest.fixture
+def small_c(tmp_path: Path) -> Path:
+    _write_c(tmp_path / "CIFAR-100-C")
+    return tmp_path / "CIFAR-100-C"
+
+
+def test_cifar100c_constants() -> None:
+    assert len(CIFAR100C_CORRUPTIONS) == 15 and len(set(CIFAR100C_CORRUPTIONS)) == 15
+    assert CIFAR100C_CORRUPTIONS[0] == "gaussian_noise"
+    assert CIFAR100C_CORRUPTIONS[-1] == "jpeg_compression"
+    assert not set(CIFAR100C_EXTRA) & set(CIFAR100C_CORRUPTIONS)
+    assert CIFAR100C_SEVERITIES == (1, 2, 3, 4, 5)
+
+
+def test_iter_cifar100c_slices_severities_and_puts_channels_first(small_c: Path) -> None:
+    sets = list(iter_cifar100c(small_c, C_NAMES))
+    assert [(s.corruption, s.severity) for s in sets] == [
+        (name, severity) for name in C_NAMES for severity in CIFAR100C_SEVERITIES]
+    labels = np.load(small_c / "labels.npy")
+    for s in sets:
+        rows = np.arange((s.severity - 1) * C_IMAGES, s.severity * C_IMAGES)
+        assert s.x.shape == (C_IMAGES, 3, 32, 32) and s.x.dtype == torch.uint8
+        assert s.y.dtype == torch.int64 and s.y.tolist() == labels[rows].tolist()
+        k = C_NAMES.index(s.corruption)
+        i, c, h, w = torch.meshgrid(*(torch.arange(n) for n in s.x.shape), indexing="ij")
+        assert torch.equal(s.x, _c_pixel(k, i + int(rows[0]), h, w, c).to(torch.uint8))
+    fog_3 = sets[len(CIFAR100C_SEVERITIES) + 2]  # fog, severity 3: rows 8-11
+    assert fog_3.x[1, 2, 5, 9] == _c_pixel(1, 9, 5, 9, 2)  # image 1, blue, row 5, column 9
+
+
+def test_iter_cifar100c_reads_only_the_severities_asked(small_c: Path) -> None:
+    name, severity, x, y = next(iter_cifar100c(small_c, "fog", severities=(4,)))
+    assert (name, severity) == ("fog", 4)
+    assert x[0, 0, 0, 0] == _c_pixel(1, 3 * C_IMAGES, 0, 0, 0)
+
+
+@pytest.mark.parametrize(("breakage", "error", "match"), [
+    ("no folder", FileNotFoundError, "CIFAR-100-C folder .* does not exist"),
+    ("no fog.npy", FileNotFoundError, "fog.npy is missing"),
+    ("no labels.npy", FileNotFoundError, "labels.npy is missing"),
+    ("fog.npy in CHW", ValueError, r"fog.npy must be uint8 images \(N, H, W, 3\)"),
+    ("fog.npy as float", ValueError, "fog.npy must be uint8"),
+    ("short labels", ValueError, "gaussian_noise.npy has 20 images but labels.npy has 19"),
+    ("21 rows", ValueError, "multiple of 5 rows, got 21"),
+])
+def test_iter_cifar100c_names_what_is_wrong_before_yielding(small_c: Path, breakage: str,
+                                                            error: type, match: str) -> None:
+    if breakage == "no folder":
+        small_c = small_c / "nowhere"
+    elif breakage == "no fog.npy":
+        (small_c / "fog.npy").unlink()
+    elif breakage == "no labels.npy":
+        (small_c / "labels.npy").unlink()
+    elif breakage == "fog.npy in CHW":
+        np.save(small_c / "fog.npy", np.zeros((20, 3, 32, 32), np.uint8))
+    elif breakage == "fog.npy as float":
+        np.save(small_c / "fog.npy", np.zeros((20, 32, 32, 3), np.float32))
+    elif breakage == "short labels":
+        np.save(small_c / "labels.npy", np.zeros(19, np.int64))
+    else:
+        _write_c(small_c, rows=21)
+    with pytest.raises(error, match=match):
+        iter_cifar100c(small_c, C_NAMES)  # raised by the call itself, not the first next()
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"corruptions": ("fog", "rain")}, "corruptions"),
+    ({"corruptions": ()}, "corruptions"),
+    ({"corruptions": ("fog", "fog")}, "corruptions"),
+    ({"severities": (0, 1)}, "severities"),
+    ({"severities": (True,)}, "severities"),
+    ({"directory": None}, "directory"),
+])
+def test_iter_cifar100c_validates_names_and_severities(small_c: Path, kwargs: dict,
+                                                       name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        iter_cifar100c(**{"directory": small_c, **kwargs})
