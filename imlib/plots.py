@@ -18,9 +18,11 @@ ending a cell with it, and :func:`save_figure` writes it.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from imlib.degradations import KINDS
 from imlib.evaluate import (
@@ -81,7 +84,16 @@ def _style() -> Iterator[None]:
         yield
 
 
+@functools.cache
+def _load_backend() -> None:
+    """Load pyplot's backend, once, as pyplot's own first figure would. These figures bypass
+    pyplot, and under Jupyter's inline backend it is loading the backend that registers the PNG
+    display of Figure objects: without it a figure ending a notebook cell shows as text."""
+    plt.switch_backend(matplotlib.get_backend())
+
+
 def _figure(width: float, height: float) -> Figure:
+    _load_backend()
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -100,11 +112,12 @@ def _seeds_note(summary: pd.DataFrame) -> str:
 
 
 def _select(sweeps: pd.DataFrame, subset: str, kind: str | None = None) -> pd.DataFrame:
-    """Rows of one subset (and kind); a ValueError naming what is available when none match."""
+    """Rows of one subset (and kind) in training's evaluation order (``degrade_first``, what every
+    figure shows); a ValueError naming what is available when none match."""
     _check_frame(sweeps, "sweeps", SWEEP_COLUMNS)
     if subset not in set(sweeps["subset"]):
         raise ValueError(f"subset must be one of {sorted(set(sweeps['subset']))}, got {subset!r}")
-    rows = sweeps[sweeps["subset"] == subset]
+    rows = sweeps[(sweeps["subset"] == subset) & (sweeps["order"] == "degrade_first")]
     if kind is not None:
         if kind not in set(rows["kind"]):
             raise ValueError(f"kind must be one of {sorted(set(rows['kind']))}, got {kind!r}")
@@ -166,6 +179,7 @@ def training_curves(histories: pd.DataFrame) -> Figure:
                           VARIANT_COLORS[variant], f"{VARIANT_LABELS[variant]} ({source})",
                           linestyle=linestyle)
             ax.set(title=title, xlabel="Epoch", ylabel=ylabel)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5"
         handles = [Line2D([], [], color=VARIANT_COLORS[v], linewidth=2, label=VARIANT_LABELS[v])
                    for v in variants]
         handles += [Line2D([], [], color="0.3", linestyle="--",

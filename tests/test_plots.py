@@ -18,6 +18,7 @@ from imlib import plots  # noqa: E402
 from imlib.degradations import KINDS  # noqa: E402
 from imlib.evaluate import (  # noqa: E402
     CLEAN_COLUMNS,
+    ORDERS,
     METRICS,
     RELIABILITY_COLUMNS,
     SWEEP_COLUMNS,
@@ -39,11 +40,11 @@ def _rng(seed: int = 0) -> np.random.Generator:
 @pytest.fixture(scope="module")
 def sweeps() -> pd.DataFrame:
     rng = _rng(1)
-    rows = [{"variant": v, "seed": s, "kind": k, "level": d, "subset": sub,
+    rows = [{"variant": v, "seed": s, "kind": k, "level": d, "subset": sub, "order": order,
              "accuracy": rng.random(), "confidence": rng.random(), "nmi": 1 - d,
              "n": 100 if sub == "class" else 1000}
             for v in VARIANTS for s in SEEDS for k in KINDS for d in LEVELS
-            for sub in ("all", "class")]
+            for sub in ("all", "class") for order in ORDERS]
     return pd.DataFrame(rows)[list(SWEEP_COLUMNS)]
 
 
@@ -115,6 +116,9 @@ def test_training_curves(holdout):
             assert all(same_color(ln.get_color(), VARIANT_COLORS[variant]) for ln in mine)
             solid = next(ln for ln in mine if ln.get_linestyle() == "-")
             assert solid.get_label().endswith(f"({split})")
+    for ax in fig.axes:  # epochs are whole numbers, even on a two-epoch run
+        fig.canvas.draw()
+        assert all(float(t).is_integer() for t in ax.get_xticks())
     accuracy = fig.axes[1]
     im_solid = next(ln for ln in accuracy.get_lines() if ln.get_label() == f"IM ({split})")
     h = make_histories(holdout)
@@ -141,7 +145,8 @@ def test_confidence_vs_level(sweeps):
     fig = plots.confidence_vs_level(sweeps, kind="mosaic", subset="class", class_name="apple")
     (ax,) = fig.axes
     assert_one_line_per_variant(ax)
-    rows = sweeps[(sweeps.kind == "mosaic") & (sweeps.subset == "class") & (sweeps.variant == "ls")]
+    shown = sweeps[sweeps.order == "degrade_first"]  # figures show training's order only
+    rows = shown[(shown.kind == "mosaic") & (shown.subset == "class") & (shown.variant == "ls")]
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(),
                                rows.groupby("level")["confidence"].mean().to_numpy())
     assert "apple" in ax.get_title() and "Mosaic" in ax.get_title()
@@ -156,7 +161,8 @@ def test_confidence_heatmap(sweeps):
     assert [t.get_text() for t in labels] == ["Baseline", "LS", "IM"]
     for label, variant in zip(labels, ORDERED, strict=True):
         assert same_color(label.get_color(), VARIANT_COLORS[variant])
-    rows = sweeps[(sweeps.kind == "blur") & (sweeps.subset == "class") & (sweeps.variant == "im")]
+    shown = sweeps[sweeps.order == "degrade_first"]
+    rows = shown[(shown.kind == "blur") & (shown.subset == "class") & (shown.variant == "im")]
     expected = rows.groupby("level")["confidence"].mean().to_numpy()
     assert [t.get_text() for t in ax.texts[-len(LEVELS):]] == [f"{v:.2f}" for v in expected]
 
@@ -198,6 +204,21 @@ def test_nmi_vs_level(sweeps):
 def test_save_figure_writes_a_png(clean, tmp_path):
     path = plots.save_figure(plots.clean_metrics_bars(clean), tmp_path / "new" / "fig2.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_a_figure_ending_a_notebook_cell_is_shown_as_a_png(sweeps, tmp_path):
+    # The figures bypass pyplot, so Jupyter's inline backend only shows them once imlib.plots
+    # has loaded it; a fresh kernel (as papermill starts one) would otherwise print
+    # "<Figure size ...>". The kernel is the python3 kernel of this environment.
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    sweeps.to_csv(tmp_path / "sweeps.csv", index=False)
+    code = ("import pandas as pd\nfrom imlib import plots\n"
+            f"plots.nmi_vs_level(pd.read_csv({str(tmp_path / 'sweeps.csv')!r}))")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    outputs = notebook.cells[0].outputs
+    assert any("image/png" in out.get("data", {}) for out in outputs), outputs
 
 
 # --- argument checks -----------------------------------------------------------------------------
