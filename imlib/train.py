@@ -73,7 +73,7 @@ class TrainConfig:
     selection: str = "holdout"  # best epoch by "holdout" acc | "test" acc (the paper) | "last"
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
-    amp: bool = False  # bf16 autocast (+ channels_last on CUDA)
+    amp: bool = False  # bf16 autocast
     compile: bool = False  # torch.compile the model
     eval_batch_size: int = 1024  # evaluation batch; does not change results
     out_dir: str = "runs/default"
@@ -231,9 +231,9 @@ def prepare(config: TrainConfig) -> RunState:
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
-    model = build_model(config.model, data.num_classes).to(device)
-    if config.amp and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    # channels_last: faster convolutions on CPUs (oneDNN, about 2x here) and tensor cores alike.
+    model = build_model(config.model, data.num_classes).to(device,
+                                                           memory_format=torch.channels_last)
     forward = torch.compile(model) if config.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay,
@@ -255,9 +255,7 @@ def _autocast(run: RunState):
 def _inputs(run: RunState, x: Tensor) -> Tensor:
     """Normalised network input from [0, 1] images (normalisation after degradation, always)."""
     x = normalize(x, run.data.mean, run.data.std)
-    if run.config.amp and run.device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _targets(run: RunState, clean: Tensor, degraded: Tensor, y: Tensor, level: Tensor | None
@@ -477,4 +475,4 @@ def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.M
     config = TrainConfig.from_dict({**state["config"], "device": device})
     model = build_model(config.model, len(state["classes"]))
     model.load_state_dict(state["model"])
-    return model.to(resolve_device(device)).eval(), config
+    return model.to(resolve_device(device), memory_format=torch.channels_last).eval(), config
