@@ -1,0 +1,97 @@
+"""Every notebook, executed headless on the smoke profile through run_all.sh's code path
+(imlib.pipeline.run), with tiny sizes; then the files they promise, with sane numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from imlib.evaluate import load_results
+from imlib.pipeline import notebooks, run
+
+TINY = {"synthetic_per_class": 100, "epochs": 4, "batch_size": 64, "nmi_pairs": 32, "device": "cpu",
+        "seeds": [0]}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    overrides = {**TINY, "runs_dir": str(root / "runs"), "figures_dir": str(root / "figures")}
+    return run("smoke", overrides, log_output=False), overrides
+
+
+def test_all_six_notebooks_ran_in_order(study):
+    params, _ = study
+    assert notebooks() == ["01_theory", "02_nmi_validation", "03_training", "04_evaluation",
+                           "05_figures", "06_reproduction_report"]
+    for name in notebooks():
+        executed = json.loads((params.runs / "notebooks" / f"{name}.ipynb").read_text())
+        assert executed["metadata"]["papermill"]["parameters"]["profile"] == "smoke"
+        assert not executed["metadata"]["papermill"]["exception"]
+
+
+def test_every_protocol_and_variant_finished_training(study):
+    params, _ = study
+    assert params.protocols == ("paper", "reference-code")
+    for protocol in params.protocols:
+        for variant in params.variants:
+            path = params.for_protocol(protocol).train_dir(variant, 0) / "result.json"
+            result = json.loads(path.read_text())
+            assert result["completed"] and result["config"]["epochs"] == TINY["epochs"]
+    im_code = params.for_protocol("reference-code").train_config("im", 0)
+    assert (im_code.lr, im_code.batch_size, im_code.base_augment) == (5e-4, 128, False)
+
+
+def test_clean_metrics_are_above_chance_and_in_range(study):
+    params, _ = study
+    clean = load_results(params.eval_dir).clean
+    assert set(clean["variant"]) == set(params.variants)
+    chance = 1 / params.synthetic_classes
+    assert (clean["top1"] > chance + 0.1).all(), clean
+    assert ((clean["ece"] >= 0) & (clean["ece"] <= 1)).all()
+
+
+def test_sweeps_hold_confidences_in_range_and_nmi_falling_with_level(study):
+    params, _ = study
+    sweeps = load_results(params.eval_dir).sweeps
+    assert sweeps["confidence"].between(0, 1).all() and sweeps["accuracy"].between(0, 1).all()
+    assert set(sweeps["order"]) == {"degrade_first", "normalize_first"}
+    shown = sweeps[(sweeps["subset"] == "all") & (sweeps["order"] == "degrade_first")]
+    nmi = shown.groupby(["kind", "level"])["nmi"].mean().unstack("kind")
+    assert (nmi.loc[0.0] > 0.99).all()
+    assert (nmi.diff().dropna() <= 1e-3).all().all(), nmi  # never rises with the level
+    assert (nmi.loc[1.0] < nmi.loc[0.0] - 0.3).all()
+
+
+@pytest.mark.parametrize("protocol", ["paper", "reference-code"])
+def test_the_paper_figures_and_table_are_written(study, protocol):
+    params = study[0].for_protocol(protocol)
+    written = {p.name for p in params.figures.iterdir()}
+    for prefix in ("fig1_", "fig2_", "fig3_", "fig4_", "fig5_"):
+        files = [name for name in written if name.startswith(prefix) and name.endswith(".png")]
+        assert files, f"no {prefix}*.png in {sorted(written)}"
+        assert all((params.figures / f).stat().st_size > 10_000 for f in files)
+    table = pd.read_csv(params.figures / "table1.csv")
+    assert len(table) == len(params.variants)
+    assert "Top-1 Acc (%)" in (params.figures / "table1.md").read_text()
+
+
+def test_the_reproduction_report_ran_every_section(study):
+    params, _ = study
+    executed = json.loads((params.runs / "notebooks" / "06_reproduction_report.ipynb").read_text())
+    text = "".join("".join(cell["source"]) for cell in executed["cells"])
+    for section in ("## 1 ·", "## 2 ·", "## 3 ·", "## 4 ·", "## 5 ·", "## 6 ·", "## 7 ·", "## 8 ·"):
+        assert section in text
+    outputs = [o for cell in executed["cells"] if cell["cell_type"] == "code"
+               for o in cell["outputs"]]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+
+
+def test_a_second_run_reuses_the_trained_checkpoints(study):
+    params, overrides = study
+    checkpoints = [params.train_dir(v, 0) / "last.pt" for v in params.variants]
+    before = [p.stat().st_mtime_ns for p in checkpoints]
+    run("smoke", overrides, only=["03_training"], log_output=False)
+    assert [p.stat().st_mtime_ns for p in checkpoints] == before
