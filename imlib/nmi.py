@@ -80,7 +80,7 @@ def nmi(x: Tensor, y: Tensor, bins: int = 64, validate_args: bool = True) -> Ten
     # H(X,Y) = log P - (1/P) sum_v c_v log c_v = log P - mean over pixels of log c(pixel's bin):
     # gathering at the pixels touches P values per channel instead of all bins*bins counters.
     # float64: MI is a small difference of entropies, float32 logs would cost 1e-5 of NMI.
-    log_counts = joint[code].view(rows, pixels).double().log_()
+    log_counts = joint.take(code).view(rows, pixels).double().log_()
     h_xy = math.log(pixels) - log_counts.mean(1)
     joint = joint.view(rows, bins, bins)
     h_x = _entropy_from_counts(joint.sum(2, dtype=torch.int32), pixels)
