@@ -67,6 +67,12 @@ def as_levels(level: float | Tensor, n: int, device: torch.device, values: bool 
     return level
 
 
+def check_int(value: object, name: str, minimum: int) -> None:
+    """``value`` must be an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
 def check_choice(value: str, allowed: Sequence[str], name: str) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")

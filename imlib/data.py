@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR100
 
-from imlib._checks import check_images
+from imlib._checks import check_images, check_int
 
 __all__ = [
     "CIFAR100_MD5",
@@ -83,11 +83,6 @@ class ImageData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,12 +362,12 @@ def synthetic(
     >>> data.x_train.shape, data.x_test.shape, data.classes[0]
     (torch.Size([80, 3, 32, 32]), torch.Size([16, 3, 32, 32]), 'class_0')
     """
-    _check_int(n_per_class, "n_per_class", 1)
-    _check_int(num_classes, "num_classes", 2)
-    _check_int(seed, "seed", 0)
+    check_int(n_per_class, "n_per_class", 1)
+    check_int(num_classes, "num_classes", 2)
+    check_int(seed, "seed", 0)
     if test_per_class is None:
         test_per_class = max(1, n_per_class // 5)
-    _check_int(test_per_class, "test_per_class", 1)
+    check_int(test_per_class, "test_per_class", 1)
 
     g = torch.Generator().manual_seed(seed)
     pattern = _class_patterns(num_classes)
@@ -424,7 +419,7 @@ def holdout_split(labels: Tensor, fraction: float = 0.1, seed: int = 0) -> tuple
         raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
         raise ValueError(f"fraction must be a number in (0, 1), got {fraction!r}")
-    _check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0)
     y = labels.detach().cpu().long()
     if int(y.min()) < 0:
         raise ValueError(f"labels must be >= 0, got a minimum of {int(y.min())}")

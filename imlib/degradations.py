@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,9 +25,11 @@ from torch import Tensor
 
 from imlib._checks import as_levels, check_images
 
-__all__ = ["KINDS", "DegradationConfig", "TRAIN", "PAPER_EVAL", "degrade", "random_degrade"]
+__all__ = ["KINDS", "LEVELS", "DegradationConfig", "TRAIN", "PAPER_EVAL", "degrade",
+           "random_degrade", "check_kinds", "check_levels"]
 
 KINDS = ("diffusion", "blur", "dropout", "mosaic")
+LEVELS = tuple(round(0.1 * i, 1) for i in range(11))  # the paper's evaluation levels 0, 0.1, ..., 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,30 @@ class DegradationConfig:
             raise ValueError("beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1")
         if self.blur_max_sigma < 0 or self.blur_min_sigma <= 0:
             raise ValueError("blur_max_sigma must be >= 0 and blur_min_sigma > 0")
+
+
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``kinds`` (a name or a sequence of distinct names from ``KINDS``) as a tuple."""
+    kinds = tuple(kinds) if not isinstance(kinds, str) else (kinds,)
+    unknown = [k for k in kinds if k not in KINDS]
+    if not kinds or unknown or len(set(kinds)) != len(kinds):
+        raise ValueError(f"kinds must be a non-empty list of distinct names from {KINDS}, "
+                         f"got {list(kinds)}")
+    return kinds
+
+
+def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    """``levels`` (distinct numbers in [0, 1]) as a tuple of floats."""
+    try:
+        values = tuple(float(v) for v in levels if not isinstance(v, bool))
+    except (TypeError, ValueError):
+        raise ValueError(f"levels must be a sequence of numbers in [0, 1], got {levels!r}"
+                         ) from None
+    if (not values or len(values) != len(levels) or len(set(values)) != len(values)
+            or not all(0 <= v <= 1 for v in values)):
+        raise ValueError(f"levels must be a non-empty list of distinct numbers in [0, 1], "
+                         f"got {list(levels)}")
+    return values
 
 
 TRAIN = DegradationConfig()

@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from imlib._checks import check_images
+from imlib._checks import check_images, check_int
 from imlib.data import (
     CIFAR100C_CORRUPTIONS,
     CIFAR100C_EXTRA,
@@ -62,7 +62,8 @@ from imlib.data import (
     iter_cifar100c,
     normalize,
 )
-from imlib.degradations import KINDS, PAPER_EVAL, DegradationConfig, degrade
+from imlib.degradations import (KINDS, LEVELS, PAPER_EVAL, DegradationConfig, check_kinds,
+                                check_levels, degrade)
 from imlib.io import atomic_write_text, provenance, read_jsonl
 from imlib.metrics import classification_metrics, ece, nll, reliability_bins, topk_accuracy
 from imlib.nmi import nmi
@@ -98,7 +99,6 @@ __all__ = [
     "load_histories",
 ]
 
-LEVELS = tuple(round(0.1 * i, 1) for i in range(11))  # the paper's d in {0, 0.1, ..., 1}
 METRICS = ("top1", "top5", "ece", "nll", "brier", "ece_paper_script")  # classification_metrics
 SUBSETS = ("all", "class")  # whole test split | the test images of one class
 # When images are normalised: after degrading (training's order) | before (the paper's eval script)
@@ -157,33 +157,6 @@ class EvalResults:
 
 
 # --- argument checks ---------------------------------------------------------------------------
-
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
-    kinds = tuple(kinds) if not isinstance(kinds, str) else (kinds,)
-    unknown = [k for k in kinds if k not in KINDS]
-    if not kinds or unknown or len(set(kinds)) != len(kinds):
-        raise ValueError(f"kinds must be a non-empty list of distinct names from {KINDS}, "
-                         f"got {list(kinds)}")
-    return kinds
-
-
-def _check_levels(levels: Sequence[float]) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in levels if not isinstance(v, bool))
-    except (TypeError, ValueError):
-        raise ValueError(f"levels must be a sequence of numbers in [0, 1], got {levels!r}"
-                         ) from None
-    if (not values or len(values) != len(levels) or len(set(values)) != len(values)
-            or not all(0 <= v <= 1 for v in values)):
-        raise ValueError(f"levels must be a non-empty list of distinct numbers in [0, 1], "
-                         f"got {list(levels)}")
-    return values
 
 
 def _check_orders(orders: Sequence[str]) -> tuple[str, ...]:
@@ -287,7 +260,7 @@ def predict(model: torch.nn.Module, x: Tensor, mean: Sequence[float], std: Seque
         check_images(x, "x")
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one image, got 0")
-    _check_int(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", 1)
     return _predict(model, x, mean, std, batch_size).cpu()
 
 
@@ -336,10 +309,10 @@ def degradation_sweep(model: torch.nn.Module, data: ImageData, kinds: Sequence[s
     """
     _check_model(model)
     _check_data(data)
-    kinds, levels = _check_kinds(kinds), _check_levels(levels)
+    kinds, levels = check_kinds(kinds), check_levels(levels)
     _check_class(class_index, data)
-    _check_int(seed, "seed", 0)
-    _check_int(batch_size, "batch_size", 1)
+    check_int(seed, "seed", 0)
+    check_int(batch_size, "batch_size", 1)
     if order not in ORDERS:
         raise ValueError(f"order must be one of ORDERS {ORDERS}, got {order!r}")
     if not isinstance(config, DegradationConfig):
@@ -407,7 +380,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: ImageData, *, class_index:
     """
     _check_data(data)
     _check_class(class_index, data)
-    kinds, levels = _check_kinds(kinds), _check_levels(levels)
+    kinds, levels = check_kinds(kinds), check_levels(levels)
     orders = _check_orders(orders)
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; train the model "
@@ -490,7 +463,7 @@ def corruption_metrics(model: torch.nn.Module, directory: str | Path, mean: Sequ
     all of them before the first prediction.
     """
     _check_model(model)
-    _check_int(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", 1)
     rows = []
     sets = iter_cifar100c(directory, corruptions, severities)  # checks every file first
     for name, severity, x, y in tqdm(sets, desc="corruption sets", unit="set", leave=False):

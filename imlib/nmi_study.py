@@ -27,9 +27,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from imlib._checks import check_images, check_same_shape
+from imlib._checks import check_images, check_int, check_same_shape
 from imlib.data import ImageData
-from imlib.degradations import KINDS, TRAIN, DegradationConfig, degrade, random_degrade
+from imlib.degradations import (KINDS, LEVELS, TRAIN, DegradationConfig, check_kinds,
+                                check_levels, degrade, random_degrade)
 from imlib.io import atomic_write_text, provenance
 from imlib.nmi import bin_codes, nmi
 
@@ -48,31 +49,9 @@ __all__ = [
     "plot_image_grid",
 ]
 
-LEVELS = tuple(round(0.1 * i, 1) for i in range(11))  # the paper's evaluation levels 0, 0.1, ..., 1
 BINS = (16, 32, 64, 128, 256)  # histogram sizes of the bins study (the paper uses 64)
 
 
-def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
-    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-    unknown = [k for k in kinds if k not in KINDS]
-    if not kinds or unknown:
-        raise ValueError(f"kinds must be a non-empty sequence drawn from {KINDS}, got {kinds!r}")
-    return kinds
-
-
-def _check_levels(levels: Sequence[float]) -> tuple[float, ...]:
-    try:
-        levels = tuple(float(v) for v in levels)
-    except (TypeError, ValueError):
-        raise ValueError(f"levels must be a sequence of floats in [0, 1], got {levels!r}") from None
-    if not levels or not all(0 <= v <= 1 for v in levels):
-        raise ValueError(f"levels must be a non-empty sequence of floats in [0, 1], got {levels!r}")
-    return levels
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 # --- images -----------------------------------------------------------------------------------
@@ -81,14 +60,14 @@ def _check_positive_int(value: object, name: str) -> None:
 def photograph(name: str = "astronaut", size: int = 64) -> Tensor:
     """A scikit-image sample photograph, centre-cropped square, as float (1, 3, size, size).
 
-    Downscaled with antialiasing, so the values stay in [0, 1]. Needs scikit-image (in the
-    ``dev`` extra), which bundles the photographs: no download.
+    Downscaled with antialiasing, so the values stay in [0, 1]. scikit-image bundles the
+    photographs: no download.
     """
     from skimage import data as samples
 
     if name not in ("astronaut", "chelsea", "coffee", "rocket"):
         raise ValueError(f"name must be a colour photograph of skimage.data, got {name!r}")
-    _check_positive_int(size, "size")
+    check_int(size, "size", 1)
     rgb = torch.from_numpy(np.ascontiguousarray(getattr(samples, name)()))  # (H, W, 3) uint8
     side = min(rgb.shape[:2])
     top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
@@ -102,7 +81,7 @@ def sample_images(data: ImageData, n: int, seed: int = 0, split: str = "train") 
     """``min(n, available)`` images of ``split`` drawn without replacement, float in [0, 1]."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    _check_positive_int(n, "n")
+    check_int(n, "n", 1)
     images = data.x_train if split == "train" else data.x_test
     order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
     return images[order[:n]].float() / 255
@@ -168,7 +147,7 @@ def nmi_by_level(x: Tensor, kinds: Sequence[str] = KINDS, levels: Sequence[float
     1.0
     """
     check_images(x, "x")
-    kinds, levels = _check_kinds(kinds), _check_levels(levels)
+    kinds, levels = check_kinds(kinds), check_levels(levels)
     bins = (bins,) if isinstance(bins, int) else tuple(bins)
     if not bins:
         raise ValueError("bins must be an int >= 2 or a non-empty sequence of them")
@@ -196,7 +175,7 @@ def eps_distribution(x: Tensor, n_draws: int, bins: int = 64, max_eps: float = 0
     (``1 - NMI >= max_eps``: eps was cut to ``max_eps``).
     """
     check_images(x, "x")
-    _check_positive_int(n_draws, "n_draws")
+    check_int(n_draws, "n_draws", 1)
     if isinstance(max_eps, bool) or not isinstance(max_eps, (int, float)) or not 0 <= max_eps < 1:
         raise ValueError(f"max_eps must be a float in [0, 1), got {max_eps!r}")
     if x.shape[0] == 0:
@@ -242,8 +221,8 @@ def loop_vs_batched_throughput(x: Tensor, y: Tensor, bins: int = 64, repeats: in
     check_images(x, "x")
     check_images(y, "y")
     check_same_shape(x, y)
-    _check_positive_int(repeats, "repeats")
-    _check_positive_int(loop_images, "loop_images")
+    check_int(repeats, "repeats", 1)
+    check_int(loop_images, "loop_images", 1)
     n_loop = min(loop_images, x.shape[0])
     if n_loop == 0:
         raise ValueError("x must hold at least one image")
@@ -302,7 +281,7 @@ def degradation_grid(image: Tensor, kinds: Sequence[str] = KINDS,
     check_images(image, "image")
     if image.shape[0] != 1:
         raise ValueError(f"image must hold one image (1, C, H, W), got {tuple(image.shape)}")
-    kinds, levels = _check_kinds(kinds), _check_levels(levels)
+    kinds, levels = check_kinds(kinds), check_levels(levels)
     generator = torch.Generator(device=image.device).manual_seed(seed)
     copies = image.expand(len(levels), *image.shape[1:])
     level = torch.tensor(levels, device=image.device)
