@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, NotebookFailed) as err:
         print(f"run_all.sh: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 1
-    print(f"done: results in {params.runs}, figures in {params.figures}")
+    print(f"done: results in {params.runs}, figures in {params.figures.parent}")
     return 0
 
 
