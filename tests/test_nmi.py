@@ -237,3 +237,10 @@ def _with(value: float) -> torch.Tensor:
 def test_bad_input_raises_value_error_naming_the_argument(x, y, kwargs, match):
     with pytest.raises(ValueError, match=match):
         nmi(x, y, **kwargs)
+
+
+def test_large_images_match_the_oracle(generator):
+    """Past 2**15 pixels a count could overflow int16: the int32 path must agree too."""
+    x = torch.rand(1, 3, 192, 192, generator=generator)
+    y = (x + 0.1 * torch.rand(x.shape, generator=generator)).clamp(0, 1)
+    np.testing.assert_allclose(nmi(x, y).numpy(), nmi_oracle(x, y, 64), rtol=0, atol=1e-6)

@@ -22,7 +22,8 @@ def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
     assert {"smoke", "cpu", "paper"} <= set(profiles())
     smoke = load_params("smoke")
     assert smoke.dataset == "synthetic" and smoke.model == "small_cnn"
-    assert smoke.train_config("im", 0).out_dir.endswith(os.path.join("train", "paper", "im", "seed0"))
+    out_dir = smoke.train_config("im", 0).out_dir
+    assert out_dir.endswith(os.path.join("train", "paper", "im", "seed0"))
 
 
 @pytest.mark.parametrize("profile, overrides, message", [
