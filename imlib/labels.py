@@ -21,6 +21,7 @@ from imlib._checks import check_choice, check_labels
 __all__ = [
     "SPREADS",
     "hard",
+    "im_eps",
     "smoothed",
     "information_matching",
     "level_matching",
@@ -93,6 +94,15 @@ def smoothed(labels: Tensor, num_classes: int, eps: float = 0.1,
     return soft_targets(labels, num_classes, eps_per_sample, "all")
 
 
+def im_eps(nmi: Tensor, max_eps: float = 0.9) -> Tensor:
+    """IM's smoothing per sample, ``clamp(1 - nmi, 0, max_eps)``: the one place of the formula.
+
+    >>> im_eps(torch.tensor([1.0, 0.6, 0.0]))
+    tensor([0.0000, 0.4000, 0.9000])
+    """
+    return (1 - nmi).clamp(0, max_eps)
+
+
 def information_matching(labels: Tensor, num_classes: int, nmi: Tensor, max_eps: float = 0.9,
                          spread: str = "others", validate_args: bool = True) -> Tensor:
     """IM targets: ``eps = clamp(1 - nmi, 0, max_eps)`` per sample.
@@ -103,7 +113,7 @@ def information_matching(labels: Tensor, num_classes: int, nmi: Tensor, max_eps:
     check_labels(labels, num_classes, values=validate_args)
     _check_eps(max_eps, "max_eps")
     nmi = _check_per_sample(nmi, labels.shape[0], "nmi", validate_args)
-    return soft_targets(labels, num_classes, (1 - nmi).clamp(0, max_eps), spread)
+    return soft_targets(labels, num_classes, im_eps(nmi, max_eps), spread)
 
 
 def level_matching(labels: Tensor, num_classes: int, level: Tensor, max_eps: float = 0.9,

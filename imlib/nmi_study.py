@@ -32,6 +32,7 @@ from imlib.data import ImageData
 from imlib.degradations import (KINDS, LEVELS, TRAIN, DegradationConfig, check_kinds,
                                 check_levels, degrade, random_degrade)
 from imlib.io import atomic_write_text, provenance
+from imlib.labels import im_eps
 from imlib.nmi import bin_codes, nmi
 
 __all__ = [
@@ -185,7 +186,7 @@ def eps_distribution(x: Tensor, n_draws: int, bins: int = 64, max_eps: float = 0
     clean = x[image]
     degraded, kind, level = random_degrade(clean, generator=generator, config=config)
     score = nmi(clean, degraded, bins=bins)
-    eps = (1 - score).clamp(0, max_eps)
+    eps = im_eps(score, max_eps)
     return pd.DataFrame({"image": image.cpu().numpy(),
                          "kind": [KINDS[k] for k in kind.tolist()],
                          "level": level.cpu().numpy(), "nmi": score.cpu().numpy(),

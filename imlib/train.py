@@ -268,7 +268,7 @@ def _targets(run: RunState, clean: Tensor, degraded: Tensor, y: Tensor, level: T
         eps = torch.full((len(y),), cfg.ls_eps, device=y.device)
     elif cfg.variant == "im":
         nmi_values = nmi(clean, degraded, bins=cfg.nmi_bins, validate_args=False)
-        eps = (1 - nmi_values).clamp(0, cfg.im_max_eps)
+        eps = policies.im_eps(nmi_values, cfg.im_max_eps)
     else:  # level
         eps = level.clamp(0, cfg.im_max_eps)
     spread = "all" if cfg.variant == "ls" else cfg.im_spread
