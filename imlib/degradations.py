@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from imlib._checks import as_levels, check_images
+from imlib._checks import as_levels, check_choice, check_images, check_int, check_names
 
 __all__ = ["KINDS", "LEVELS", "DegradationConfig", "TRAIN", "PAPER_EVAL", "degrade",
            "random_degrade", "check_kinds", "check_levels"]
@@ -51,26 +51,19 @@ class DegradationConfig:
     mosaic_offset: float = 0.001  # b = floor(max(H, W) (d + offset)^2)
 
     def __post_init__(self) -> None:
-        unknown = [k for k in self.kinds if k not in KINDS]
-        if not self.kinds or unknown:
-            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds!r}")
+        # A tuple whatever sequence was given (a YAML list), so the config stays hashable.
+        object.__setattr__(self, "kinds", check_names(self.kinds, KINDS, "kinds"))
         for name in ("diffusion_steps", "blur_max_kernel", "dropout_patch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+            check_int(getattr(self, name), name, 1)
         if not 0 < self.beta_start <= self.beta_end < 1:
             raise ValueError("beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1")
         if self.blur_max_sigma < 0 or self.blur_min_sigma <= 0:
             raise ValueError("blur_max_sigma must be >= 0 and blur_min_sigma > 0")
 
 
-def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+def check_kinds(kinds: str | Sequence[str]) -> tuple[str, ...]:
     """``kinds`` (a name or a sequence of distinct names from ``KINDS``) as a tuple."""
-    kinds = tuple(kinds) if not isinstance(kinds, str) else (kinds,)
-    unknown = [k for k in kinds if k not in KINDS]
-    if not kinds or unknown or len(set(kinds)) != len(kinds):
-        raise ValueError(f"kinds must be a non-empty list of distinct names from {KINDS}, "
-                         f"got {list(kinds)}")
-    return kinds
+    return check_names((kinds,) if isinstance(kinds, str) else kinds, KINDS, "kinds")
 
 
 def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
@@ -238,8 +231,7 @@ def degrade(x: Tensor, kind: str, level: float | Tensor, generator: torch.Genera
     tensor(True)
     """
     check_images(x, "x", values=validate_args)
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    check_choice(kind, KINDS, "kind")
     level = as_levels(level, x.shape[0], x.device, values=validate_args)
     kind_index = torch.full((x.shape[0],), KINDS.index(kind), device=x.device)
     return _apply(x, kind_index, level, {kind}, config, generator)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from imlib._checks import check_choice, check_labels
+from imlib._checks import check_choice, check_fraction, check_labels, check_unit_values
 
 __all__ = [
     "SPREADS",
@@ -32,21 +32,14 @@ __all__ = [
 SPREADS = ("others", "all")
 
 
-def _check_eps(value: float, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
-
-
 def _check_per_sample(values: Tensor, n: int, name: str, validate_args: bool) -> Tensor:
+    """``values`` (n,) in [0, 1] as float32; the value checks sync, so ``validate_args`` gates
+    them."""
     if not isinstance(values, Tensor) or values.shape != (n,):
         shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
         raise ValueError(f"{name} must be a tensor of shape ({n},), got {shape}")
-    if validate_args and values.numel():
-        if not bool(torch.isfinite(values).all()):
-            raise ValueError(f"{name} contains NaN or inf")
-        lo, hi = float(values.min()), float(values.max())
-        if lo < 0 or hi > 1:
-            raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    if validate_args:
+        check_unit_values(values, name)
     return values.float()
 
 
@@ -56,15 +49,24 @@ def _onehot(labels: Tensor, num_classes: int) -> Tensor:
     return (labels[:, None] == torch.arange(num_classes, device=labels.device)).to(torch.float32)
 
 
-def soft_targets(labels: Tensor, num_classes: int, eps: Tensor, spread: str = "others") -> Tensor:
-    """Targets with per-sample smoothing ``eps`` (N,): the building block of every policy.
+def soft_targets(labels: Tensor, num_classes: int, eps: Tensor, spread: str = "others",
+                 validate_args: bool = True) -> Tensor:
+    """Targets with per-sample smoothing ``eps`` (N,) in [0, 1]: the building block of every
+    policy.
 
     ``spread="others"``: true class ``1 - eps``, each other class ``eps / (K - 1)``.
     ``spread="all"``: ``(1 - eps) onehot + eps / K`` (true class ``1 - eps + eps / K``).
+
+    ``validate_args=False`` keeps the shape checks but skips the value checks (label range,
+    finite eps in [0, 1]), which read back to the host: the training step turns them off.
+
+    >>> soft_targets(torch.tensor([0]), 3, torch.tensor([0.4]))
+    tensor([[0.6000, 0.2000, 0.2000]])
     """
     check_choice(spread, SPREADS, "spread")
+    check_labels(labels, num_classes, values=validate_args)
+    eps = _check_per_sample(eps, labels.shape[0], "eps", validate_args).view(-1, 1)
     k = num_classes
-    eps = eps.to(torch.float32).view(-1, 1)
     onehot = _onehot(labels, k)
     if spread == "others":
         return onehot * (1 - eps) + (1 - onehot) * eps / (k - 1)
@@ -89,9 +91,9 @@ def smoothed(labels: Tensor, num_classes: int, eps: float = 0.1,
     tensor([[0.9000, 0.1000]])
     """
     check_labels(labels, num_classes, values=validate_args)
-    _check_eps(eps, "eps")
+    check_fraction(eps, "eps")
     eps_per_sample = torch.full(labels.shape, eps, device=labels.device)
-    return soft_targets(labels, num_classes, eps_per_sample, "all")
+    return soft_targets(labels, num_classes, eps_per_sample, "all", validate_args=False)
 
 
 def im_eps(nmi: Tensor, max_eps: float = 0.9) -> Tensor:
@@ -111,9 +113,9 @@ def information_matching(labels: Tensor, num_classes: int, nmi: Tensor, max_eps:
     tensor([[0.6000, 0.2000, 0.2000]])
     """
     check_labels(labels, num_classes, values=validate_args)
-    _check_eps(max_eps, "max_eps")
+    check_fraction(max_eps, "max_eps")
     nmi = _check_per_sample(nmi, labels.shape[0], "nmi", validate_args)
-    return soft_targets(labels, num_classes, im_eps(nmi, max_eps), spread)
+    return soft_targets(labels, num_classes, im_eps(nmi, max_eps), spread, validate_args=False)
 
 
 def level_matching(labels: Tensor, num_classes: int, level: Tensor, max_eps: float = 0.9,
@@ -124,25 +126,46 @@ def level_matching(labels: Tensor, num_classes: int, level: Tensor, max_eps: flo
     tensor([[0.2500, 0.2500, 0.5000]])
     """
     check_labels(labels, num_classes, values=validate_args)
-    _check_eps(max_eps, "max_eps")
+    check_fraction(max_eps, "max_eps")
     level = _check_per_sample(level, labels.shape[0], "level", validate_args)
-    return soft_targets(labels, num_classes, level.clamp(0, max_eps), spread)
+    return soft_targets(labels, num_classes, level.clamp(0, max_eps), spread,
+                        validate_args=False)
 
 
-def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean over the batch of ``-sum_k targets_k log softmax(logits)_k``.
+def soft_cross_entropy(logits: Tensor, targets: Tensor, validate_args: bool = True,
+                       reduction: str = "mean") -> Tensor:
+    """Mean over the batch of ``-sum_k targets_k log softmax(logits)_k`` (``reduction="none"``:
+    the per-sample losses (N,), to look at one batch).
 
     Its minimiser over the logits is ``softmax(logits) = targets``: trained on IM targets, a
     model learns to report confidence ``1 - eps`` on a degraded input.
 
+    Shapes, dtypes and devices are always checked; ``validate_args`` adds the value checks
+    (finite targets in [0, 1], rows summing to 1), which read back to the host: the training
+    step turns them off.
+
     >>> soft_cross_entropy(torch.zeros(1, 2), torch.tensor([[0.5, 0.5]]))
     tensor(0.6931)
     """
-    if not isinstance(logits, Tensor) or logits.ndim != 2:
-        raise ValueError("logits must be a tensor of shape (N, K)")
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or not logits.is_floating_point():
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a float tensor of shape (N, K), got {shape}")
+    if logits.shape[0] == 0:
+        raise ValueError("logits must hold at least one sample, got an empty batch")
     if not isinstance(targets, Tensor) or targets.shape != logits.shape:
         shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
         raise ValueError(f"targets must have the shape of logits {tuple(logits.shape)}, "
                          f"got {shape}")
-    log_p = torch.log_softmax(logits.float(), dim=1)
-    return -(targets * log_p).sum(dim=1).mean()
+    if not targets.is_floating_point():
+        raise ValueError(f"targets must be a float tensor of class probabilities, got dtype "
+                         f"{targets.dtype}; build them with imlib.labels (e.g. hard(labels, K))")
+    if targets.device != logits.device:
+        raise ValueError(f"targets must be on the device of logits ({logits.device}), got "
+                         f"{targets.device}")
+    check_choice(reduction, ("mean", "none"), "reduction")
+    if validate_args:
+        check_unit_values(targets, "targets")
+        if float((targets.sum(1) - 1).abs().max()) > 1e-3:
+            raise ValueError("targets rows must sum to 1; build them with imlib.labels")
+    per_sample = -(targets * torch.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    return per_sample.mean() if reduction == "mean" else per_sample

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from imlib._checks import check_labels
+from imlib._checks import check_int, check_labels, check_unit_values
 
 __all__ = [
     "topk_accuracy",
@@ -24,23 +24,18 @@ __all__ = [
 ]
 
 
-def _check(probs: Tensor, labels: Tensor, validate_args: bool = True) -> None:
+def _check(probs: Tensor, labels: Tensor) -> None:
+    """``probs`` (N >= 1, K) rows of probabilities and ``labels`` (N,) in [0, K)."""
     if not isinstance(probs, Tensor) or probs.ndim != 2 or not probs.is_floating_point():
         shape = tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__
         raise ValueError(f"probs must be a float tensor of shape (N, K), got {shape}")
-    check_labels(labels, probs.shape[1], n=probs.shape[0], values=validate_args)
-    if validate_args and probs.numel():
-        if not bool(torch.isfinite(probs).all()):
-            raise ValueError("probs contains NaN or inf")
-        if float(probs.min()) < 0 or float(probs.max()) > 1:
-            raise ValueError("probs must lie in [0, 1]; pass softmax(logits), not logits")
-        if float((probs.sum(1) - 1).abs().max()) > 1e-3:
-            raise ValueError("probs rows must sum to 1; pass softmax(logits)")
-
-
-def _check_bins(n_bins: int) -> None:
-    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
-        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+    if probs.shape[0] == 0:
+        raise ValueError("probs must hold at least one sample, got an empty batch (0, K): "
+                         "a metric of no predictions is undefined")
+    check_labels(labels, probs.shape[1], n=probs.shape[0])
+    check_unit_values(probs, "probs", hint="; pass softmax(logits), not logits")
+    if float((probs.sum(1) - 1).abs().max()) > 1e-3:
+        raise ValueError("probs rows must sum to 1; pass softmax(logits)")
 
 
 def topk_accuracy(probs: Tensor, labels: Tensor, k: int = 1) -> Tensor:
@@ -86,7 +81,7 @@ def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = 15) -> dict[st
     (mean per bin, 0 for an empty bin).
     """
     _check(probs, labels)
-    _check_bins(n_bins)
+    check_int(n_bins, "n_bins", 1)
     confidence, prediction = probs.max(dim=1)
     correct = (prediction == labels).to(probs.dtype)
     edges = torch.linspace(0, 1, n_bins + 1, dtype=probs.dtype, device=probs.device)
@@ -115,41 +110,45 @@ def ece(probs: Tensor, labels: Tensor, n_bins: int = 15) -> Tensor:
 
 def ece_paper_script(probs: Tensor, labels: Tensor, n_bins: int = 10,
                      batch_size: int = 100) -> Tensor:
-    """The ECE of the paper's evaluation script: for every batch of ``batch_size`` samples (in
-    order; the last may be shorter), the unweighted mean of ``|acc_b - conf_b|`` over its
-    non-empty bins ``(lo, hi]``; then the mean over batches.
+    """The ECE of the paper's evaluation script (``compute_ece`` in the authors' ``evaluate.py``).
 
-    Unweighting lets bins holding one or two samples count as much as full ones, so the
+    The samples are cut into batches of ``batch_size`` in order (the last may be shorter). Every
+    (batch, bin) cell with a sample whose top-1 confidence lies in the bin ``(lo, hi]`` (edges
+    ``torch.linspace(0, 1, n_bins + 1)``) gives one value ``|acc_cell - conf_cell|``; the
+    estimate is the unweighted mean of these values over all cells of all batches.
+
+    Unweighting lets cells holding one or two samples count as much as full ones, so the
     estimate stays far from 0 even for a perfectly calibrated model: its values are not
     comparable with the standard ``ece``.
     """
     _check(probs, labels)
-    _check_bins(n_bins)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int(n_bins, "n_bins", 1)
+    check_int(batch_size, "batch_size", 1)
     n = probs.shape[0]
-    if n == 0:
-        raise ValueError("probs must hold at least one sample")
     confidence, prediction = probs.max(dim=1)
     correct = (prediction == labels).to(probs.dtype)
-    edges = torch.linspace(0, 1, n_bins + 1, dtype=probs.dtype, device=probs.device)
-    bin_of = (torch.bucketize(confidence, edges, right=False) - 1).clamp(0, n_bins - 1)
-    batch_of = torch.arange(n, device=probs.device) // batch_size
-    n_batches = int(batch_of[-1]) + 1
-    cell = batch_of * n_bins + bin_of  # one (batch, bin) cell per sample
-    size = n_batches * n_bins
+    # The script's float32 edges, as they compare with the confidences.
+    edges = torch.linspace(0, 1, n_bins + 1).to(device=probs.device, dtype=probs.dtype)
+    # Column b + 1 holds bin (edges[b], edges[b + 1]]; column 0 (confidence <= 0) is in no bin.
+    column = torch.bucketize(confidence, edges, right=False)
+    columns = n_bins + 1
+    cell = torch.arange(n, device=probs.device) // batch_size * columns + column
+    size = -(-n // batch_size) * columns
     count = torch.zeros(size, dtype=probs.dtype, device=probs.device).index_add_(
         0, cell, torch.ones_like(confidence))
     gap = (torch.zeros_like(count).index_add_(0, cell, correct)
            - torch.zeros_like(count).index_add_(0, cell, confidence)).abs() / count.clamp(min=1)
-    count, gap = count.view(n_batches, n_bins), gap.view(n_batches, n_bins)
-    per_batch = gap.sum(1) / (count > 0).sum(1)
-    return per_batch.mean()
+    in_a_bin = (count > 0).view(-1, columns)[:, 1:]
+    return gap.view(-1, columns)[:, 1:].sum() / in_a_bin.sum()
 
 
 def classification_metrics(probs: Tensor, labels: Tensor) -> dict[str, float]:
     """Table 1's columns: top-1 and top-5 accuracy (fractions), ECE (15 bins), NLL, Brier, and
-    the paper-script ECE."""
+    the paper-script ECE.
+
+    Top-5 is computed with ``k = min(5, K)``: with 5 classes or fewer it is 1 by construction
+    and says nothing about the model.
+    """
     k5 = min(5, probs.shape[1])
     return {
         "top1": float(topk_accuracy(probs, labels, 1)),

@@ -5,12 +5,9 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import resnet18
 
+from imlib._checks import check_int
+
 __all__ = ["resnet18_cifar", "small_cnn", "build_model", "MODELS"]
-
-
-def _check_num_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
 
 
 def resnet18_cifar(num_classes: int = 100) -> nn.Module:
@@ -23,7 +20,7 @@ def resnet18_cifar(num_classes: int = 100) -> nn.Module:
     >>> resnet18_cifar(100)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 100])
     """
-    _check_num_classes(num_classes)
+    check_int(num_classes, "num_classes", 2)
     model = resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
@@ -48,7 +45,7 @@ def small_cnn(num_classes: int = 10, width: int = 16) -> nn.Module:
     >>> small_cnn(10)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
     """
-    _check_num_classes(num_classes)
+    check_int(num_classes, "num_classes", 2)
     w = width
     return nn.Sequential(
         _conv_bn(3, w),

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from imlib._checks import check_images, check_same_shape
+from imlib._checks import check_images, check_int, check_same_shape
 
 __all__ = ["nmi", "bin_codes"]
 
@@ -60,12 +60,12 @@ def nmi(x: Tensor, y: Tensor, bins: int = 64, validate_args: bool = True) -> Ten
     check_images(x, "x", values=validate_args)
     check_images(y, "y", values=validate_args)
     check_same_shape(x, y)
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
-        raise ValueError(f"bins must be an int >= 2, got {bins!r}")
+    check_int(bins, "bins", 2)
     n, c, h, w = x.shape
     rows, pixels = n * c, h * w
-    if n == 0:
-        return x.new_zeros(0)
+    if rows * pixels == 0:
+        raise ValueError(f"x and y must hold at least one image with one channel and one pixel, "
+                         f"got shape {tuple(x.shape)}: NMI of an empty image is undefined")
 
     # Joint bin of every pixel, offset so that each (sample, channel) owns bins*bins counters:
     # one integer scatter counts the whole batch (no float histograms, no loop over samples).

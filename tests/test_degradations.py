@@ -15,11 +15,13 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
+from imlib._checks import check_names
 from imlib.degradations import (
     KINDS,
     PAPER_EVAL,
     TRAIN,
     DegradationConfig,
+    check_kinds,
     degrade,
     random_degrade,
 )
@@ -350,7 +352,7 @@ X = torch.rand(4, 3, 16, 16)
         pytest.param(X, "sharpen", 0.5, r"kind must be one of .*diffusion.*blur.*dropout.*mosaic",
                      id="unknown_kind"),
         pytest.param(X[0], "blur", 0.5, r"x must have shape \(N, C, H, W\)", id="x_3d"),
-        pytest.param(X * 2, "blur", 0.5, r"x must have values in \[0, 1\]", id="x_above_one"),
+        pytest.param(X * 2, "blur", 0.5, r"x must lie in \[0, 1\]", id="x_above_one"),
         pytest.param((X * 255).byte(), "blur", 0.5, r"x must be a float tensor.*/ 255",
                      id="x_uint8"),
     ],
@@ -361,7 +363,7 @@ def test_degrade_bad_input_raises_value_error_naming_the_argument(x, kind, level
 
 
 def test_random_degrade_bad_input_raises_value_error_naming_the_argument():
-    with pytest.raises(ValueError, match=r"x must have values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\]"):
         random_degrade(X - 0.5)
     with pytest.raises(ValueError, match=r"x must have shape"):
         random_degrade(X[0])
@@ -370,10 +372,13 @@ def test_random_degrade_bad_input_raises_value_error_naming_the_argument():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"kinds": ("sharpen",)}, r"kinds must be a non-empty subset of .*diffusion"),
-        ({"kinds": ("blur", "sharpen")}, r"kinds must be a non-empty subset"),
-        ({"kinds": ()}, r"kinds must be a non-empty subset"),
-        ({"dropout_patch": 0}, r"dropout_patch must be >= 1"),
+        ({"kinds": ("sharpen",)}, r"kinds must be drawn from .*diffusion.*unknown \['sharpen'\]"),
+        ({"kinds": ("blur", "sharpen")}, r"kinds must be drawn from .*unknown \['sharpen'\]"),
+        ({"kinds": ()}, r"kinds must name at least one of"),
+        ({"kinds": ("blur", "blur")}, r"kinds must not repeat names, got \['blur'\]"),
+        ({"kinds": "blur"}, r"kinds must be a list of names.*bare string 'blur'"),
+        ({"dropout_patch": 0}, r"dropout_patch must be an int >= 1"),
+        ({"diffusion_steps": 10.5}, r"diffusion_steps must be an int >= 1"),
         ({"beta_start": 0.5, "beta_end": 0.1}, r"beta_start and beta_end"),
         ({"blur_min_sigma": 0.0}, r"blur_min_sigma"),
     ],
@@ -381,3 +386,41 @@ def test_random_degrade_bad_input_raises_value_error_naming_the_argument():
 def test_degradation_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DegradationConfig(**kwargs)
+
+
+def test_degradation_config_keeps_the_kinds_as_a_tuple():
+    """A YAML list becomes a tuple: the config stays hashable (it keys a cache)."""
+    config = DegradationConfig(kinds=["mosaic", "blur"])
+    assert config.kinds == ("mosaic", "blur")
+    assert hash(config) == hash(DegradationConfig(kinds=("mosaic", "blur")))
+
+
+def test_check_kinds_takes_one_name_or_a_list_and_keeps_the_order():
+    assert check_kinds("dropout") == ("dropout",)
+    assert check_kinds(["mosaic", "diffusion"]) == ("mosaic", "diffusion")
+    with pytest.raises(ValueError, match=r"kinds must not repeat names"):
+        check_kinds(["blur", "mosaic", "blur"])
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        pytest.param("ab", r"variants must be a list of names.*bare string 'ab'.*\['ab'\]",
+                     id="bare_string"),
+        pytest.param({"ab"}, r"variants must be a list of names", id="set_has_no_order"),
+        pytest.param(None, r"variants must be a list of names", id="none"),
+        pytest.param([], r"variants must name at least one of \('ab', 'cd', 'ef'\)", id="empty"),
+        pytest.param(["ab", "xy"], r"variants must be drawn from .*unknown \['xy'\]",
+                     id="unknown"),
+        pytest.param(["ab", 1], r"variants must be drawn from .*unknown \[1\]", id="not_a_str"),
+        pytest.param(["cd", "ab", "cd"], r"variants must not repeat names, got \['cd'\]",
+                     id="repeated"),
+    ],
+)
+def test_check_names_refuses_what_is_not_a_list_of_distinct_known_names(values, match):
+    with pytest.raises(ValueError, match=match):
+        check_names(values, ("ab", "cd", "ef"), "variants")
+
+
+def test_check_names_returns_the_names_as_a_tuple_in_order():
+    assert check_names(["ef", "ab"], ["ab", "cd", "ef"], "variants") == ("ef", "ab")

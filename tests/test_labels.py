@@ -205,9 +205,81 @@ N8 = torch.full((8,), 0.5)
         pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K), torch.zeros(8, K + 1)),
                      r"targets must have the shape of logits", id="shape_mismatch"),
         pytest.param(lambda: soft_cross_entropy(torch.zeros(K), torch.zeros(K)),
-                     r"logits must be a tensor of shape \(N, K\)", id="logits_1d"),
+                     r"logits must be a float tensor of shape \(N, K\)", id="logits_1d"),
+        pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K, dtype=torch.long),
+                                                hard(LABELS, K)),
+                     r"logits must be a float tensor", id="logits_int"),
+        pytest.param(lambda: soft_cross_entropy(torch.zeros(0, K), torch.zeros(0, K)),
+                     r"logits must hold at least one sample", id="loss_empty"),
+        pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K), hard(LABELS, K).long()),
+                     r"targets must be a float tensor", id="targets_int"),
+        pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K), hard(LABELS, K) * 0.5),
+                     r"targets rows must sum to 1", id="targets_rows"),
+        pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K), hard(LABELS, K) * 2 - 0.2),
+                     r"targets must lie in \[0, 1\]", id="targets_range"),
+        pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K),
+                                                hard(LABELS, K).fill_(float("nan"))),
+                     r"targets contains NaN", id="targets_nan"),
+        pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K),
+                                                hard(LABELS, K).to("meta")),
+                     r"targets must be on the device of logits \(cpu\)", id="targets_device"),
+        pytest.param(lambda: soft_targets(LABELS, K, N8[:7]),
+                     r"eps must be a tensor of shape \(8,\)", id="eps_wrong_length"),
+        pytest.param(lambda: soft_targets(LABELS, K, 0.1), r"eps must be a tensor of shape",
+                     id="eps_float"),
+        pytest.param(lambda: soft_targets(LABELS, K, N8 + 0.6), r"eps must lie in \[0, 1\]",
+                     id="eps_above_one"),
+        pytest.param(lambda: soft_targets(LABELS, K, N8 * float("inf")), r"eps contains NaN",
+                     id="eps_inf"),
+        pytest.param(lambda: soft_targets(LABELS + 1, K, N8), r"labels must lie in \[0, 5\)",
+                     id="soft_targets_labels"),
+        pytest.param(lambda: soft_targets(LABELS, 1, N8), r"num_classes must be an int >= 2",
+                     id="soft_targets_k_1"),
+        pytest.param(lambda: soft_targets(LABELS, 5.0, N8), r"num_classes must be an int",
+                     id="soft_targets_k_float"),
+        pytest.param(lambda: soft_targets(LABELS, K, N8, spread="uniform"),
+                     r"spread must be one of", id="soft_targets_spread"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_the_hot_path_reads_nothing_back_from_the_device():
+    """With validate_args=False the targets and the loss are built without reading a value:
+    on the meta device (no data at all) any host read would raise."""
+    labels = LABELS.to("meta")
+    for spread in SPREADS:
+        targets = soft_targets(labels, K, N8.to("meta"), spread, validate_args=False)
+        assert targets.shape == (8, K) and targets.device.type == "meta"
+        loss = soft_cross_entropy(torch.zeros(8, K, device="meta"), targets, validate_args=False)
+        assert loss.shape == ()
+    with pytest.raises(RuntimeError, match="meta"):  # the default validates: it reads values
+        soft_targets(labels, K, N8.to("meta"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_hot_path_does_not_synchronise_with_the_gpu(generator):
+    labels = torch.randint(K, (64,), generator=generator).cuda()
+    eps = torch.rand(64, generator=generator).cuda()
+    logits = torch.randn(64, K, generator=generator).cuda()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        targets = soft_targets(labels, K, eps, validate_args=False)
+        soft_cross_entropy(logits, targets, validate_args=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_soft_cross_entropy_per_sample_is_each_row_s_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 4, generator=g)
+    targets = torch.softmax(torch.randn(5, 4, generator=g), dim=1)
+    per_sample = soft_cross_entropy(logits, targets, reduction="none")
+    for i in range(5):  # one row at a time, written out
+        p = torch.exp(logits[i]) / torch.exp(logits[i]).sum()
+        assert float(per_sample[i]) == pytest.approx(float(-(targets[i] * p.log()).sum()), 1e-5)
+    assert float(soft_cross_entropy(logits, targets)) == pytest.approx(float(per_sample.mean()))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        soft_cross_entropy(logits, targets, reduction="sum")

@@ -3,6 +3,8 @@ property that separates the standard ECE from the paper script's estimator."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -120,32 +122,61 @@ def test_confidence_one_falls_in_the_last_bin():
 # --- the paper script's estimator -----------------------------------------------------------
 
 
-def ece_paper_reference(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10,
-                        batch_size: int = 100) -> float:
-    """Batches of 100 in order; per batch, mean over non-empty bins (lo, hi] of |acc - conf|;
-    then the mean over batches."""
+def paper_script_cells(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10,
+                       batch_size: int = 100) -> list[list[float]]:
+    """Per batch of ``batch_size`` (in order), |acc - conf| of every bin (lo, hi] that holds a
+    sample, bins cut at torch.linspace(0, 1, n_bins + 1) as in the authors' evaluate.py."""
+    edges = torch.linspace(0, 1, n_bins + 1).double().tolist()
     p, y = probs.double().numpy(), labels.numpy()
-    per_batch = []
+    batches = []
     for start in range(0, len(y), batch_size):
         conf = p[start : start + batch_size].max(1)
         correct = p[start : start + batch_size].argmax(1) == y[start : start + batch_size]
         gaps = []
-        for b in range(n_bins):
-            lo, hi = b / n_bins, (b + 1) / n_bins
-            inside = (conf > lo) & (conf <= hi)
-            if inside.any():
-                gaps.append(abs(correct[inside].mean() - conf[inside].mean()))
-        per_batch.append(np.mean(gaps))
-    return float(np.mean(per_batch))
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            inside = [i for i in range(len(conf)) if lo < conf[i] <= hi]
+            if inside:
+                acc = sum(float(correct[i]) for i in inside) / len(inside)
+                mean_conf = sum(float(conf[i]) for i in inside) / len(inside)
+                gaps.append(abs(acc - mean_conf))
+        batches.append(gaps)
+    return batches
 
 
-@pytest.mark.parametrize(("n", "k", "scale"), [(250, 10, 2.0), (100, 3, 0.5), (1234, 100, 4.0),
-                                               (37, 5, 1.0)])
-def test_ece_paper_script_equals_a_per_batch_loop(n, k, scale):
-    """N=250 and 1234: the last batch is partial; N=37: a single short batch."""
+def ece_paper_reference(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10,
+                        batch_size: int = 100) -> float:
+    """The authors' estimate: one unweighted mean over the cells of all batches."""
+    cells = [gap for batch in paper_script_cells(probs, labels, n_bins, batch_size)
+             for gap in batch]
+    return sum(cells) / len(cells)
+
+
+def ece_mean_of_batch_means(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """The wrong pooling (the mean over batches of each batch's mean), to tell them apart."""
+    batches = paper_script_cells(probs, labels)
+    return sum(sum(gaps) / len(gaps) for gaps in batches) / len(batches)
+
+
+@pytest.mark.parametrize(("n", "k", "scale"), [(250, 10, 2.0), (1001, 100, 4.0), (1001, 2, 1.0),
+                                               (250, 3, 0.5), (37, 5, 1.0)])
+def test_ece_paper_script_equals_one_mean_over_all_cells(n, k, scale):
+    """N = 250 and 1001 end on a short batch (50 and 1 samples), N = 37 is a single short batch.
+    With several batches the short one has fewer non-empty cells, so pooling the cells differs
+    from averaging per-batch means: the test would fail on that variant."""
     probs, labels = random_set(n, k, scale, seed=5)
     expected = ece_paper_reference(probs, labels)
-    assert float(ece_paper_script(probs, labels)) == pytest.approx(expected, abs=1e-6)
+    got = float(ece_paper_script(probs, labels))
+    assert got == pytest.approx(expected, abs=1e-6)
+    if n > 100:
+        assert abs(ece_mean_of_batch_means(probs, labels) - expected) > 1e-4
+
+
+@pytest.mark.parametrize(("n_bins", "batch_size"), [(1, 100), (15, 64), (10, 1000)])
+def test_ece_paper_script_follows_its_bins_and_batch_size(n_bins, batch_size):
+    probs, labels = random_set(777, 10, 2.0, seed=7)
+    expected = ece_paper_reference(probs, labels, n_bins, batch_size)
+    got = float(ece_paper_script(probs, labels, n_bins=n_bins, batch_size=batch_size))
+    assert got == pytest.approx(expected, abs=1e-6)
 
 
 def test_ece_paper_script_bins_are_closed_on_the_right():
@@ -177,19 +208,31 @@ def test_overconfident_model_has_large_ece():
     assert float(ece_paper_script(probs, labels)) > 0.5
 
 
-def test_classification_metrics_collects_the_individual_metrics():
-    probs, labels = random_set(500, 10, 2.0, seed=6)
+@pytest.mark.parametrize(("n", "k", "scale"), [(500, 10, 2.0), (300, 100, 4.0)])
+def test_classification_metrics_match_torchmetrics_and_written_out_formulas(n, k, scale):
+    probs, labels = random_set(n, k, scale, seed=6)
     got = classification_metrics(probs, labels)
-    assert got == {
-        "top1": float(topk_accuracy(probs, labels, 1)),
-        "top5": float(topk_accuracy(probs, labels, 5)),
-        "ece": float(ece(probs, labels, n_bins=15)),
-        "nll": float(nll(probs, labels)),
-        "brier": float(brier(probs, labels)),
-        "ece_paper_script": float(ece_paper_script(probs, labels)),
+    expected = {
+        "top1": multiclass_accuracy(probs, labels, num_classes=k, top_k=1, average="micro"),
+        "top5": multiclass_accuracy(probs, labels, num_classes=k, top_k=5, average="micro"),
+        "ece": multiclass_calibration_error(probs, labels, num_classes=k, n_bins=15,
+                                            norm="l1"),
+        "nll": -sum(math.log(float(probs[i, labels[i]])) for i in range(n)) / n,
+        "brier": sum(float(((probs[i] - torch.eye(k)[labels[i]]) ** 2).sum())
+                     for i in range(n)) / n,
+        "ece_paper_script": ece_paper_reference(probs, labels),
     }
-    few = classification_metrics(*random_set(50, 3, 1.0))  # K < 5: top-5 covers every class
-    assert few["top5"] == 1.0
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(float(value), abs=1e-5), name
+    assert got["top1"] < got["top5"] < 1
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_classification_metrics_top5_covers_every_class_when_k_is_at_most_5(k):
+    """top-5 is computed with k = min(5, K): the true class is always among the K classes."""
+    probs, labels = random_set(200, k, 1.0, seed=8)
+    assert classification_metrics(probs, labels)["top5"] == 1.0
 
 
 # --- argument validation --------------------------------------------------------------------
@@ -227,6 +270,12 @@ def _nan_probs() -> torch.Tensor:
         pytest.param(lambda: topk_accuracy(P, Y, k=5), r"k must be an int in \[1, 4\]", id="k_5"),
         pytest.param(lambda: ece_paper_script(P[:0], Y[:0]), r"probs must hold at least one",
                      id="empty"),
+        pytest.param(lambda: ece(P[:0], Y[:0]), r"probs must hold at least one",
+                     id="ece_empty"),
+        pytest.param(lambda: topk_accuracy(P[:0], Y[:0]), r"probs must hold at least one",
+                     id="topk_empty"),
+        pytest.param(lambda: classification_metrics(P[:0], Y[:0]),
+                     r"probs must hold at least one", id="metrics_empty"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, match):

@@ -87,8 +87,9 @@ def test_build_model_by_name(name, classes):
         (lambda: resnet18_cifar(0), r"num_classes must be an int >= 2"),
         (lambda: small_cnn(1), r"num_classes must be an int >= 2"),
         (lambda: small_cnn(10.0), r"num_classes must be an int"),
+        (lambda: resnet18_cifar(True), r"num_classes must be an int >= 2, got True"),
     ],
-    ids=["unknown_model", "build_k_1", "resnet_k_0", "cnn_k_1", "cnn_k_float"],
+    ids=["unknown_model", "build_k_1", "resnet_k_0", "cnn_k_1", "cnn_k_float", "resnet_k_bool"],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
