@@ -4,13 +4,21 @@
 #   ./run_all.sh                          all notebooks on the smoke profile (minutes on a CPU)
 #   ./run_all.sh --profile paper          the paper's runs (one GPU, CIFAR-100)
 #   ./run_all.sh --profile cpu -p epochs 5   override one parameter (repeatable)
-#   ./run_all.sh --fresh ...              ignore earlier checkpoints and results of the profile
+#   ./run_all.sh --fresh ...              delete what the selected notebooks wrote before (see --help)
+#   ./run_all.sh --help                   every option
 #   ./run_all.sh test [pytest args]       the test suite
 #
 # The environment: an active conda env built from environment.yml is used as it is; otherwise
 # .venv is created (or reused) with `pip install -e ".[dev]"`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+
+# pip, quiet: no version nag, no setuptools or script-location warnings, no lines about
+# optional paths that do not exist here.
+quiet_pip() {
+    PYTHONWARNINGS=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip "$@" --quiet \
+        --no-warn-script-location 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 
 bootstrap() {
     if [[ -n "${CONDA_PREFIX:-}" && -z "${VIRTUAL_ENV:-}" ]] && python -c "import imlib" 2>/dev/null; then
@@ -23,8 +31,8 @@ bootstrap() {
     fi
     # Reinstall when pyproject.toml changed since the last install.
     if [[ ! -f .venv/.installed || pyproject.toml -nt .venv/.installed ]]; then
-        .venv/bin/python -m pip install --quiet --upgrade pip >&2
-        .venv/bin/python -m pip install --quiet -e ".[dev]" 2> >(grep -v "is ignored: it is neither" >&2)
+        quiet_pip install --upgrade pip >&2
+        quiet_pip install -e ".[dev]" >&2
         touch .venv/.installed
     fi
     PY=.venv/bin/python

@@ -1,0 +1,139 @@
+"""Files that survive interruption: atomic writes, JSON lines, markers, the run lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from imlib.io import (LOCK_NAME, FolderBusy, append_jsonl, atomic_save, atomic_write_text,
+                      clean_stale_temporaries, created_by_imlib, exclusive_lock, mark_created,
+                      read_jsonl)
+
+
+def test_mark_created_makes_the_folder_and_is_seen_only_there(tmp_path):
+    folder = tmp_path / "a" / "b"
+    assert not created_by_imlib(folder)
+    mark_created(folder)
+    mark_created(folder)  # idempotent
+    assert folder.is_dir() and created_by_imlib(folder)
+    assert not created_by_imlib(folder.parent)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_writes_honour_the_umask_like_open_does(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        (tmp_path / "plain.txt").write_text("x")  # what any program would create
+        atomic_write_text("x", tmp_path / "text.txt")
+        atomic_save({"a": 1}, tmp_path / "saved.pt")
+    finally:
+        os.umask(previous)
+    expected = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert expected == 0o666 & ~umask
+    for name in ("text.txt", "saved.pt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_and_a_temporary_cleaned_later(tmp_path):
+    target = tmp_path / "last.pt"
+    atomic_save({"epoch": 1}, target)
+
+    with pytest.raises(Exception, match="pickle"):  # fails half-way through writing
+        atomic_save({"epoch": 2, "hook": lambda: None}, target)
+    assert torch.load(target) == {"epoch": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # its temporary went too
+    # A process killed mid-write cannot clean up; its temporaries look like these.
+    stale = [tmp_path / ".last.pt.k3j_x9a2.tmp", tmp_path / ".history.jsonl.abcdefgh.tmp"]
+    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / ".x.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".best.pt.abcdefgh.tmp").write_bytes(b"partial")
+    assert sorted(clean_stale_temporaries(tmp_path)) == sorted(stale)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    assert (tmp_path / "sub" / ".best.pt.abcdefgh.tmp").exists()  # one folder only
+    assert clean_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_read_jsonl_skips_only_a_torn_last_line(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    assert read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}]
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    assert read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}]
+    path.write_text("")
+    assert read_jsonl(path) == []
+
+
+@pytest.mark.parametrize("content, line", [
+    ('{"epoch": 1}\n{"epo\n{"epoch": 3}\n', 2),
+    ('{"epoch": 1}\n\n{"epoch": 3}\n', 2),
+    ('garbage\n{"epoch": 2}\n', 1),
+    ('{"epoch": 1}\n{"epoch": 2}\n{"ep\n', 3),  # ends with a newline: not torn, damaged
+])
+def test_read_jsonl_names_file_and_line_of_a_damaged_record(tmp_path, content, line):
+    path = tmp_path / "history.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"history.jsonl, line {line}: not a JSON record"):
+        read_jsonl(path)
+
+
+def test_append_after_a_crash_mid_append_starts_a_clean_line(tmp_path):
+    path = tmp_path / "history.jsonl"
+    append_jsonl({"epoch": 1}, path)
+    with open(path, "a") as f:
+        f.write('{"epoch": 2, "train_lo')  # the crash
+    append_jsonl({"epoch": 2}, path)
+    append_jsonl({"epoch": 3}, path)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+    assert read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+
+
+HOLDER = """
+import sys, time
+from imlib.io import exclusive_lock
+with exclusive_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def _hold_lock_in_subprocess(folder: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_lock_is_refused_naming_the_holder_and_a_killed_holder_frees_it(tmp_path):
+    holder = _hold_lock_in_subprocess(tmp_path)
+    try:
+        with pytest.raises(FolderBusy, match=rf"in use by another run \(pid {holder.pid} on .*"
+                                             r"started \d{4}-\d\d-\d\dT"):
+            with exclusive_lock(tmp_path):
+                pytest.fail("the lock was taken twice")
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder
+        holder.wait()
+    assert (tmp_path / LOCK_NAME).exists()  # the file stays, the lock does not
+    with exclusive_lock(tmp_path):
+        assert f"pid {os.getpid()}" in (tmp_path / LOCK_NAME).read_text()
+    with exclusive_lock(tmp_path):  # released on leaving the block
+        pass
+
+
+def test_the_lock_is_released_when_the_block_raises(tmp_path):
+    with pytest.raises(KeyError):
+        with exclusive_lock(tmp_path):
+            raise KeyError("boom")
+    with exclusive_lock(tmp_path):  # would raise FolderBusy if still held
+        pass
