@@ -12,6 +12,9 @@ training only, as the training loop runs it.
 
     python benchmarks/bench_train_step.py --device cpu --model small_cnn --batch-size 256
     python benchmarks/bench_train_step.py --device cuda --model resnet18 --amp --epoch
+    python benchmarks/bench_train_step.py --device cuda --model resnet18 --amp --compile --epoch
+
+``--compile`` alone is ``--compile reduce-overhead`` (CUDA graphs; eager on the CPU).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from datetime import date
 import torch
 from tqdm import tqdm
 
-from imlib.train import TrainConfig, _train_epoch, prepare, train_steps
+from imlib.train import COMPILE_MODES, TrainConfig, _train_epoch, prepare, train_steps
 
 
 def _sync(device: torch.device) -> None:
@@ -72,7 +75,8 @@ def main() -> None:
     parser.add_argument("--model", default="small_cnn", choices=["small_cnn", "resnet18"])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast + channels_last")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile", nargs="?", const="reduce-overhead", default="none",
+                        choices=COMPILE_MODES, help="torch.compile mode of the model")
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--augment-batches", type=int, default=TrainConfig.augment_batches)

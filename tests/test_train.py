@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+from test_nmi import nmi_oracle
 
 import imlib.train as train_module
+from imlib.degradations import KINDS, degrade
 from imlib.io import read_jsonl
-from imlib.train import TrainConfig, crop_flip, load_model, prepare, train, train_steps
+from imlib.train import (IncompleteRunError, TrainConfig, completed_run, crop_flip, load_model,
+                         prepare, train, train_steps, training_batch)
 
 # Small enough for seconds per run on two cores, big enough to learn something.
 TINY = dict(dataset="synthetic", synthetic_per_class=60, synthetic_classes=4, model="small_cnn",
@@ -87,17 +92,26 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+def stop_after_epoch(monkeypatch, last_epoch: int) -> None:
+    """Make training stop (as a kill would) once epoch ``last_epoch`` is logged."""
+    real_append = train_module.append_jsonl
+
+    def append_then_stop(record, path):
+        real_append(record, path)
+        if record["epoch"] == last_epoch:
+            raise Interrupt
+
+    monkeypatch.setattr(train_module, "append_jsonl", append_then_stop)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """Stopped after epoch 2 of 4 and resumed, a run ends bit-identical to an uninterrupted one
     (CPU: same ops in the same order from the same RNG states)."""
     config = tiny(tmp_path, epochs=4, schedule="cosine", variant="im")
-
-    def stop_after_two(record):
-        if record["epoch"] == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train(config, on_epoch_end=stop_after_two)
+    with monkeypatch.context() as patch:
+        stop_after_epoch(patch, 2)
+        with pytest.raises(Interrupt):
+            train(config)
     assert len(read_jsonl(tmp_path / "run" / "history.jsonl")) == 2
     resumed = train(config)
     straight = train(replace(config, out_dir=str(tmp_path / "straight")))
@@ -118,9 +132,13 @@ def test_finished_run_is_reused_not_retrained(tmp_path):
 
 
 def test_resume_with_another_config_refuses(tmp_path):
+    """The refusal names the field, both values and options that exist on the command line."""
     train(tiny(tmp_path, epochs=1, lr=1e-3))
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(IncompleteRunError, match="other settings") as refused:
         train(tiny(tmp_path, epochs=1, lr=5e-4))
+    message = str(refused.value)
+    assert "lr: saved 0.001, asked 0.0005" in message and str(tmp_path / "run") in message
+    assert "-p lr 0.001" in message and "--fresh" in message and "resume=False" not in message
     fresh = train(tiny(tmp_path, epochs=1, lr=5e-4, resume=False))  # starting over is allowed
     assert len(fresh.history) == 1
 
@@ -191,6 +209,8 @@ def test_three_paper_variants_learn_the_synthetic_set(tmp_path):
     ({"im_spread": "some"}, "im_spread"),
     ({"selection": "holdout", "holdout_fraction": 0.0}, "holdout"),
     ({"device": "tpu"}, "device"),
+    ({"device": "cuda:x"}, "device"),
+    ({"compile": True}, "compile"),
     ({"degrade_kinds": ("sharpen",)}, "kinds"),
     ({"variant": "im", "degrade": False}, "degrade"),
 ])
@@ -207,7 +227,7 @@ def test_from_dict_rejects_unknown_keys():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_amp_compile_path_trains(tmp_path):
-    history = train(tiny(tmp_path, device="cuda", amp=True, compile=False, epochs=2)).history
+    history = train(tiny(tmp_path, device="cuda", amp=True, epochs=2)).history
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in history)
 
 
@@ -224,3 +244,231 @@ def test_train_step_never_waits_for_the_gpu(tmp_path, variant):
         train_steps(run, order)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+# --- one training batch, against a per-image oracle ------------------------------------------
+
+
+def crop_flip_window(original: torch.Tensor, clean: torch.Tensor) -> bool:
+    """Whether ``clean`` (float, C x H x W) is a window of the zero-padded uint8 ``original``,
+    shifted by 0..8 pixels and maybe mirrored."""
+    padded = torch.nn.functional.pad(original, (4, 4, 4, 4)).float() / 255
+    for dy in range(9):
+        for dx in range(9):
+            window = padded[:, dy:dy + 32, dx:dx + 32]
+            if torch.equal(window, clean) or torch.equal(window.flip(-1), clean):
+                return True
+    return False
+
+
+def mosaic_by_hand(image: torch.Tensor, level: float) -> torch.Tensor:
+    """Each b x b block (edge blocks partial) replaced by its per-channel mean."""
+    b = max(1, math.floor(32 * (level + 0.001) ** 2))
+    out = image.clone()
+    for top in range(0, 32, b):
+        for left in range(0, 32, b):
+            block = image[:, top:top + b, left:left + b]
+            out[:, top:top + b, left:left + b] = block.mean(dim=(1, 2), keepdim=True)
+    return out
+
+
+def dropout_keeps_patches(clean: torch.Tensor, degraded: torch.Tensor, level: float) -> bool:
+    """8x8 patches each kept as they are or zeroed, exactly floor(P (1 - d)) of them kept."""
+    kept = 0
+    for top in range(0, 32, 8):
+        for left in range(0, 32, 8):
+            a, b = clean[:, top:top + 8, left:left + 8], degraded[:, top:top + 8, left:left + 8]
+            if torch.equal(a, b) and bool(a.any()):
+                kept += 1
+            elif bool(b.any()):
+                return False
+    return kept == math.floor(16 * (1 - level))
+
+
+def targets_by_hand(labels, eps, num_classes, spread):
+    rows = []
+    for label, e in zip(labels.tolist(), eps.tolist(), strict=True):
+        if spread == "others":
+            row = [e / (num_classes - 1)] * num_classes
+            row[label] = 1 - e
+        else:
+            row = [e / num_classes] * num_classes
+            row[label] = 1 - e + e / num_classes
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("spread", ["others", "all"])
+def test_training_batch_matches_a_per_image_oracle(tmp_path, spread):
+    """Crop + flip of the stored images first, then the degradation redone image by image,
+    NMI by scikit-learn on the [0, 1] images, eps = clamp(1 - NMI, 0, 0.9), the spread's
+    targets by hand, and the normalised inputs."""
+    run = prepare(tiny(tmp_path, variant="im", im_spread=spread))
+    idx = torch.randperm(len(run.train.y), generator=torch.Generator().manual_seed(0))[:48]
+    batch = training_batch(run, idx)
+    assert batch.kinds.dtype == torch.int64 and set(batch.kinds.tolist()) == set(range(4))
+    for i, n in enumerate(idx.tolist()):
+        assert crop_flip_window(run.train.x[n], batch.clean[i]), i
+        kind, level = KINDS[int(batch.kinds[i])], float(batch.levels[i])
+        if kind == "mosaic":
+            torch.testing.assert_close(batch.degraded[i], mosaic_by_hand(batch.clean[i], level))
+        elif kind == "blur":
+            torch.testing.assert_close(batch.degraded[i:i + 1],
+                                       degrade(batch.clean[i:i + 1], "blur", level))
+        elif kind == "dropout":
+            assert dropout_keeps_patches(batch.clean[i], batch.degraded[i], level), i
+    expected_nmi = nmi_oracle(batch.clean, batch.degraded, bins=64)
+    np.testing.assert_allclose(batch.nmi.numpy(), expected_nmi, atol=1e-5)
+    expected_eps = np.clip(1 - expected_nmi, 0, 0.9)
+    np.testing.assert_allclose(batch.eps.numpy(), expected_eps, atol=1e-5)
+    assert 0 < (expected_eps == 0.9).sum() < len(idx)  # both sides of the clamp are exercised
+    labels = run.train.y[idx]
+    torch.testing.assert_close(batch.targets, targets_by_hand(labels, batch.eps, 4, spread))
+    mean = torch.tensor(run.data.mean).view(1, 3, 1, 1)
+    std = torch.tensor(run.data.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(batch.inputs, (batch.degraded - mean) / std)
+
+
+def test_training_batch_of_the_other_variants(tmp_path):
+    """baseline: one-hot, no NMI unless asked; ls: eps / K everywhere; level: eps = clamped d."""
+    idx = torch.arange(32)
+    baseline = prepare(tiny(tmp_path, variant="baseline"))
+    plain = training_batch(baseline, idx)
+    assert plain.nmi is None and bool((plain.eps == 0).all())
+    torch.testing.assert_close(plain.targets, targets_by_hand(plain.labels, plain.eps, 4, "all"))
+    shown = training_batch(baseline, idx, with_nmi=True)
+    np.testing.assert_allclose(shown.nmi.numpy(), nmi_oracle(shown.clean, shown.degraded, 64),
+                               atol=1e-5)
+    ls = training_batch(prepare(tiny(tmp_path, variant="ls")), idx)
+    torch.testing.assert_close(ls.targets, targets_by_hand(ls.labels, ls.eps, 4, "all"))
+    assert bool((ls.eps == 0.1).all())
+    level = training_batch(prepare(tiny(tmp_path, variant="level")), idx)
+    torch.testing.assert_close(level.eps, level.levels.clamp(max=0.9))
+    torch.testing.assert_close(level.targets,
+                               targets_by_hand(level.labels, level.eps, 4, "others"))
+
+
+# --- completed runs, divergence, provenance, damaged files -----------------------------------
+
+
+def test_completed_run_names_what_is_wrong_and_the_fix(tmp_path, monkeypatch):
+    config = tiny(tmp_path, epochs=3)
+    with pytest.raises(IncompleteRunError, match="not trained yet") as missing:
+        completed_run(config)
+    assert str(tmp_path / "run") in str(missing.value) and "03_training" in str(missing.value)
+    with monkeypatch.context() as patch:
+        stop_after_epoch(patch, 1)
+        with pytest.raises(Interrupt):
+            train(config)
+    with pytest.raises(IncompleteRunError, match="epoch 1 of 3.*--only 03_training"):
+        completed_run(config)
+    with pytest.raises(IncompleteRunError, match="epochs: saved 3, asked 5"):
+        completed_run(replace(config, epochs=5))
+    train(config)
+    result = completed_run(config)
+    assert result["completed"] and result["best_epoch"] in (1, 2, 3)
+    assert completed_run(replace(config, eval_batch_size=7, device="cuda")) == result
+    with pytest.raises(IncompleteRunError, match="seed: saved 0, asked 1") as other:
+        completed_run(replace(config, seed=1))
+    assert other.value.reason == "mismatch" and "--fresh" in str(other.value)
+
+
+def test_a_diverged_run_is_never_complete(tmp_path):
+    """lr 1e6: every training loss of epoch 1 is finite, but its last step leaves NaN weights."""
+    config = tiny(tmp_path, epochs=3, lr=1e6)
+    with pytest.raises(FloatingPointError, match="non-finite weights at epoch 1"):
+        train(config)
+    out = tmp_path / "run"
+    assert not any((out / name).exists() for name in ("result.json", "last.pt", "best.pt"))
+    with pytest.raises(IncompleteRunError, match="diverged") as incomplete:
+        completed_run(config)
+    assert incomplete.value.reason == "diverged" and "-p lr" in str(incomplete.value)
+
+
+def test_the_checkpoint_called_last_good_is_finite(tmp_path, monkeypatch):
+    """Weights that turn NaN in epoch 2 are never saved; the error names epoch 1's last.pt."""
+    real_steps = train_module.train_steps
+    epochs = {"n": 0}
+
+    def poisoned_in_epoch_two(run, order, on_step=None):
+        sums = real_steps(run, order, on_step)
+        epochs["n"] += 1
+        if epochs["n"] == 2:
+            with torch.no_grad():
+                next(run.model.parameters()).fill_(float("nan"))
+        return sums
+
+    monkeypatch.setattr(train_module, "train_steps", poisoned_in_epoch_two)
+    last = tmp_path / "run" / "last.pt"
+    with pytest.raises(FloatingPointError, match=f"last good checkpoint is {last} .epoch 1"):
+        train(tiny(tmp_path, epochs=3))
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(tmp_path / "run" / name, weights_only=True)
+        assert state["epoch"] == 1
+        assert all(torch.isfinite(v).all() for v in state["model"].values()
+                   if v.is_floating_point()), name
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_reusing_a_finished_run_keeps_its_files_and_provenance(tmp_path):
+    config = tiny(tmp_path, epochs=1)
+    first = train(config)
+    out = tmp_path / "run"
+    result = json.loads((out / "result.json").read_text())
+    result["provenance"].update(git_commit="an-older-commit", created="2020-01-01T00:00:00")
+    (out / "result.json").write_text(json.dumps(result))
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    second = train(config)
+    assert second.history == first.history and second.best_epoch == first.best_epoch
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == files
+    assert completed_run(config)["provenance"]["git_commit"] == "an-older-commit"
+
+
+def test_best_checkpoint_holds_weights_only_and_nothing_else_is_left(tmp_path):
+    result = train(tiny(tmp_path, epochs=2))
+    best = torch.load(result.best_checkpoint, weights_only=True)
+    assert set(best) == {"model", "config", "classes", "epoch", "provenance"}
+    assert "optimizer" in torch.load(result.last_checkpoint, weights_only=True)
+    assert {p.name for p in result.out_dir.iterdir()} == {
+        "config.json", "history.jsonl", "last.pt", "best.pt", "result.json", ".imlib-created"}
+
+
+def test_damaged_checkpoints_are_named_with_the_fix(tmp_path, monkeypatch):
+    config = tiny(tmp_path, epochs=2)
+    with monkeypatch.context() as patch:
+        stop_after_epoch(patch, 1)
+        with pytest.raises(Interrupt):
+            train(config)
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # truncated
+    with pytest.raises(ValueError, match="last.pt is damaged.*delete that run's folder"):
+        train(config)
+    best = tmp_path / "run" / "best.pt"
+    best.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="best.pt is damaged.*delete that run's folder"):
+        load_model(best, "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU machine")
+def test_a_missing_gpu_is_refused_when_training_starts_not_before(tmp_path):
+    config = tiny(tmp_path, device="cuda")  # a GPU profile loads on a CPU machine
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        prepare(config)
+
+
+def test_reduce_overhead_falls_back_to_eager_on_the_cpu(tmp_path):
+    """Same losses and weights as eager, with a last batch shorter than the others."""
+    eager = train(tiny(tmp_path / "eager", epochs=1, batch_size=50))
+    captured = train(tiny(tmp_path / "captured", epochs=1, batch_size=50,
+                          compile="reduce-overhead"))
+    assert strip_time(eager.history) == strip_time(captured.history)
+    a = torch.load(eager.best_checkpoint, weights_only=True)["model"]
+    b = torch.load(captured.best_checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_logs_get_one_line_per_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    train(tiny(tmp_path, epochs=2, variant="ls", seed=3))
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("ls seed 3: 2 epochs, best epoch ") and "test acc 0." in line

@@ -1,0 +1,241 @@
+"""What a training run is: its settings (``TrainConfig``), its folder and whether that folder
+holds a finished run (``completed_run``), and its checkpoints, read safely (``load_model``).
+
+``imlib.train`` runs the engine; evaluation, figures and reports read runs through this module
+(both names are also importable from ``imlib.train``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imlib._checks import check_choice, check_fraction, check_int
+from imlib.data import DATASETS, ImageData, load_dataset
+from imlib.degradations import KINDS, DegradationConfig
+from imlib.io import read_jsonl
+from imlib.labels import SPREADS
+from imlib.models import MODELS, build_model
+
+__all__ = ["VARIANTS", "COMPILE_MODES", "NEUTRAL_FIELDS", "RETRAIN_HINT", "TrainConfig",
+           "IncompleteRunError", "resolve_device", "check_same_settings", "read_checkpoint",
+           "completed_run", "load_model"]
+
+VARIANTS = ("baseline", "ls", "im", "level")
+SCHEDULES = ("constant", "cosine")
+SELECTIONS = ("holdout", "test", "last")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
+# Fields that change neither the data, the model nor the optimisation: a run may resume under
+# different values of these, and a finished run stays valid.
+NEUTRAL_FIELDS = ("resume", "out_dir", "device", "compile", "eval_batch_size", "data_root")
+_DEVICE_SPELLING = re.compile(r"auto|cpu|cuda(:\d+)?")
+_FINISH_HINT = "run ./run_all.sh --only 03_training (same --profile and -p options) to finish it"
+RETRAIN_HINT = "delete that folder, or run ./run_all.sh with --fresh, to train it again"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on. Defaults are the paper's text unless noted."""
+
+    dataset: str = "synthetic"  # "synthetic" (embedded, offline) | "cifar100"
+    data_root: str | None = None  # CIFAR-100 folder; None: $IMLIB_DATA, else ./data
+    synthetic_per_class: int = 500  # training images per class of the synthetic set
+    synthetic_test_per_class: int | None = None  # its test images per class; None: a fifth
+    synthetic_classes: int = 10
+    model: str = "small_cnn"  # "small_cnn" | "resnet18" (the paper)
+    variant: str = "im"  # "baseline" | "ls" | "im" | "level"
+    epochs: int = 100  # the paper trains "up to 100 epochs"
+    batch_size: int = 256  # the paper's
+    augment_batches: int = 8  # batches augmented in one go (fewer kernel launches on a GPU)
+    lr: float = 1e-3  # AdamW learning rate, the paper's
+    weight_decay: float = 1e-4  # AdamW weight decay, the paper's
+    schedule: str = "constant"  # "constant" (the paper's text) | "cosine" (its public code)
+    eta_min: float = 1e-6  # cosine schedule's final learning rate (the public code's)
+    base_augment: bool = True  # random crop (4-pixel zero padding) + horizontal flip
+    degrade: bool = True  # random_degrade every training image (all variants, as in the paper)
+    degrade_kinds: tuple[str, ...] = KINDS  # kinds drawn uniformly per sample
+    ls_eps: float = 0.1  # fixed smoothing of the ls variant, the paper's
+    im_max_eps: float = 0.9  # eps clamp of im and level, the paper's
+    im_spread: str = "others"  # "others": eps / (K - 1), the paper's formula; "all": eps / K (code)
+    nmi_bins: int = 64  # histogram bins of the NMI, the paper's
+    holdout_fraction: float = 0.1  # share of the training set held out for model selection
+    selection: str = "holdout"  # best epoch by "holdout" acc | "test" acc (the paper) | "last"
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"; resolved by prepare
+    amp: bool = False  # bf16 autocast
+    # torch.compile mode of the model: "none" (eager) | "default" | "reduce-overhead" (CUDA
+    # graphs; eager on the CPU, which has none) | "max-autotune". Does not change results.
+    compile: str = "none"
+    eval_batch_size: int = 1024  # evaluation batch; does not change results
+    out_dir: str = "runs/default"
+    resume: bool = True  # continue from out_dir/last.pt when it exists
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "degrade_kinds", tuple(self.degrade_kinds))
+        choices = {"dataset": DATASETS, "model": tuple(MODELS), "variant": VARIANTS,
+                   "schedule": SCHEDULES, "selection": SELECTIONS, "im_spread": SPREADS,
+                   "compile": COMPILE_MODES}
+        for name, allowed in choices.items():
+            check_choice(getattr(self, name), allowed, name)
+        for name in ("synthetic_per_class", "epochs", "batch_size", "augment_batches",
+                     "eval_batch_size"):
+            check_int(getattr(self, name), name, 1)
+        check_int(self.synthetic_classes, "synthetic_classes", 2)
+        if self.synthetic_test_per_class is not None:
+            check_int(self.synthetic_test_per_class, "synthetic_test_per_class", 1)
+        check_int(self.nmi_bins, "nmi_bins", 2)
+        for name in ("base_augment", "degrade", "amp", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("lr", "weight_decay", "eta_min"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
+                    or math.isinf(value):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("ls_eps", "im_max_eps", "holdout_fraction"):
+            check_fraction(getattr(self, name), name)
+        if self.selection == "holdout" and self.holdout_fraction == 0:
+            raise ValueError('selection="holdout" needs holdout_fraction > 0')
+        if self.variant in ("im", "level") and not self.degrade:
+            raise ValueError(f"variant {self.variant!r} needs degrade=True: "
+                             "it smooths by degradation")
+        DegradationConfig(kinds=self.degrade_kinds)  # validates the kinds
+        if not isinstance(self.device, str) or not _DEVICE_SPELLING.fullmatch(self.device):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
+                             f"got {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from plain values (a profile, JSON); unknown keys are refused by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def load_data(self) -> ImageData:
+        """The data set this config trains on (the synthetic sizes apply to ``synthetic``)."""
+        if self.dataset == "synthetic":
+            return load_dataset("synthetic", n_per_class=self.synthetic_per_class,
+                                num_classes=self.synthetic_classes,
+                                test_per_class=self.synthetic_test_per_class)
+        return load_dataset(self.dataset, root=self.data_root)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["degrade_kinds"] = list(self.degrade_kinds)
+        return values
+
+
+class IncompleteRunError(ValueError):
+    """A run folder that cannot be used as a finished run; ``reason`` is one of "missing",
+    "unfinished", "mismatch", "diverged", "damaged". The message says how to fix it."""
+
+    def __init__(self, folder: Path, reason: str, detail: str, fix: str) -> None:
+        super().__init__(f"run {folder}: {detail}; {fix}")
+        self.folder, self.reason = folder, reason
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; refuse a device this machine lacks."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {name!r}") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU; "
+                             "use 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {name!r}")
+    return device
+
+
+# --- the folder of a run --------------------------------------------------------------------------
+
+
+def _config_mismatch(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    current = config.to_dict()
+    return sorted(k for k in current if k not in NEUTRAL_FIELDS and saved.get(k) != current[k])
+
+
+def check_same_settings(folder: Path, saved: dict[str, Any], config: TrainConfig) -> None:
+    """Refuse a run folder whose saved config differs from ``config`` where results change."""
+    differing = _config_mismatch(saved, config)
+    if differing:
+        detail = "; ".join(f"{k}: saved {saved.get(k)!r}, asked {getattr(config, k)!r}"
+                           for k in differing)
+        use_saved = " ".join(f"-p {k} {json.dumps(saved.get(k))}" for k in differing)
+        raise IncompleteRunError(folder, "mismatch", f"trained with other settings ({detail})",
+                                 f"to use it, ask for its settings ({use_saved}); "
+                                 f"or {RETRAIN_HINT}")
+
+
+def read_checkpoint(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A checkpoint's dict, or a ValueError naming the file and what to do if it is damaged."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        state = err
+    if not isinstance(state, dict) or not set(keys) <= set(state):
+        raise ValueError(f"checkpoint {path} is damaged or not an imlib checkpoint "
+                         f"({state!r:.80}); delete that run's folder ({path.parent}) and train "
+                         "it again (./run_all.sh --only 03_training), or use --fresh")
+    return state
+
+
+def completed_run(config: TrainConfig) -> dict[str, Any]:
+    """The ``result.json`` of the finished run ``config`` asks for, or ``IncompleteRunError``
+    naming the folder, what is wrong (missing, unfinished, other settings, diverged) and the fix.
+    Fields that do not change results (``NEUTRAL_FIELDS``) may differ."""
+    folder = Path(config.out_dir)
+    result_file, diverged_file = folder / "result.json", folder / "diverged.json"
+    if diverged_file.exists():
+        raise IncompleteRunError(folder, "diverged", json.loads(diverged_file.read_text()),
+                                 f"lower the learning rate (-p lr ...) and {RETRAIN_HINT}")
+    if not result_file.exists():
+        if (folder / "config.json").exists():
+            check_same_settings(folder, json.loads((folder / "config.json").read_text())
+                                 ["config"], config)
+        history = folder / "history.jsonl"
+        if (folder / "last.pt").exists() or history.exists():
+            done = len(read_jsonl(history)) if history.exists() else 0
+            raise IncompleteRunError(folder, "unfinished",
+                                     f"unfinished at epoch {done} of {config.epochs}",
+                                     _FINISH_HINT)
+        raise IncompleteRunError(folder, "missing", "not trained yet",
+                                 "run ./run_all.sh --only 03_training (same --profile and -p "
+                                 "options) to train it")
+    try:
+        result = json.loads(result_file.read_text())
+        saved = result["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise IncompleteRunError(folder, "damaged", f"{result_file} is damaged ({err})",
+                                 RETRAIN_HINT) from err
+    check_same_settings(folder, saved, config)
+    if not (folder / "best.pt").exists():
+        raise IncompleteRunError(folder, "damaged", "best.pt is missing", RETRAIN_HINT)
+    return result
+
+
+def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, TrainConfig]:
+    """The model stored in a checkpoint (in eval mode, on ``device``) and its config; a damaged
+    file is refused by name, with what to do."""
+    state = read_checkpoint(Path(checkpoint), ("model", "config", "classes"))
+    config = TrainConfig.from_dict({**state["config"], "device": device})
+    model = build_model(config.model, len(state["classes"]))
+    model.load_state_dict(state["model"])
+    return model.to(resolve_device(device), memory_format=torch.channels_last).eval(), config
