@@ -6,9 +6,10 @@ Each function returns a tensor or a pandas DataFrame that a notebook shows, plot
 - :func:`nmi_by_level`: mean, std and 10/90 % quantiles of NMI per kind, level and bins.
 - :func:`eps_distribution`: the smoothing ``eps`` that IM trains with under ``random_degrade``.
 - :func:`loop_vs_batched_throughput`: the batched estimator against a loop over images.
-- :func:`save_tables`: the tables as CSV plus ``meta.json`` (settings, params, provenance).
-- :func:`photograph`, :func:`sample_images`, :func:`degradation_grid`, :func:`plot_image_grid`:
-  the images the notebooks look at, and one grid of them.
+- :func:`save_tables` (:func:`imlib.results.write_tables`): the tables as CSV plus
+  ``meta.json`` (settings, params, provenance).
+- :func:`photograph`, :func:`sample_images`, :func:`degradation_grid`: the images the
+  notebooks look at (:func:`imlib.thumbnails.plot_image_grid` draws a grid of them).
 
 Python loops here run over kinds, levels, bins or channels of a small validation set, never
 inside the estimator itself.
@@ -16,11 +17,8 @@ inside the estimator itself.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,9 +29,9 @@ from imlib._checks import check_images, check_int, check_same_shape
 from imlib.data import ImageData
 from imlib.degradations import (KINDS, LEVELS, TRAIN, DegradationConfig, check_kinds,
                                 check_levels, degrade, random_degrade)
-from imlib.io import atomic_write_text, provenance
 from imlib.labels import im_eps
 from imlib.nmi import bin_codes, nmi
+from imlib.results import write_tables as save_tables
 
 __all__ = [
     "LEVELS",
@@ -47,12 +45,9 @@ __all__ = [
     "loop_vs_batched_throughput",
     "save_tables",
     "degradation_grid",
-    "plot_image_grid",
 ]
 
 BINS = (16, 32, 64, 128, 256)  # histogram sizes of the bins study (the paper uses 64)
-
-
 
 
 # --- images -----------------------------------------------------------------------------------
@@ -245,29 +240,6 @@ def loop_vs_batched_throughput(x: Tensor, y: Tensor, bins: int = 64, repeats: in
     return pd.DataFrame(rows)
 
 
-# --- files --------------------------------------------------------------------------------------
-
-
-def save_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path,
-                settings: Mapping[str, Any] | None = None,
-                params: Mapping[str, Any] | None = None) -> Path:
-    """Write each table as ``<name>.csv`` and ``meta.json`` (settings, params, provenance, file
-    list) into ``out_dir``, each atomically; returns ``out_dir``."""
-    if not tables or not all(isinstance(t, pd.DataFrame) for t in tables.values()):
-        raise ValueError("tables must be a non-empty mapping of names to pandas DataFrames")
-    bad = [name for name in tables if not name or not name.replace("_", "").isalnum()]
-    if bad:
-        raise ValueError(f"table names must be letters, digits and '_', got {bad}")
-    out_dir = Path(out_dir)
-    for name, table in tables.items():
-        atomic_write_text(table.to_csv(index=False), out_dir / f"{name}.csv")
-    meta = {"settings": dict(settings or {}), "params": dict(params) if params else None,
-            "provenance": provenance(),
-            "files": {f"{name}.csv": list(map(str, t.columns)) for name, t in tables.items()}}
-    atomic_write_text(json.dumps(meta, indent=2, default=str), out_dir / "meta.json")
-    return out_dir
-
-
 # --- a grid of degraded images -----------------------------------------------------------------
 
 
@@ -291,32 +263,3 @@ def degradation_grid(image: Tensor, kinds: Sequence[str] = KINDS,
     scores = nmi(copies.repeat(len(kinds), 1, 1, 1), tiles.flatten(0, 1), bins=bins)
     return tiles, scores.view(len(kinds), len(levels))
 
-
-def plot_image_grid(tiles: Tensor, scores: Tensor, row_labels: Sequence[str],
-                    col_labels: Sequence[str], title: str | None = None, tile_size: float = 1.6):
-    """A matplotlib Figure of ``tiles`` (R, L, C, H, W), each titled ``NMI <score>``.
-
-    Rows are labelled ``row_labels`` (e.g. kinds), columns ``col_labels`` (e.g. levels).
-    """
-    import matplotlib.pyplot as plt
-
-    if tiles.ndim != 5 or tuple(scores.shape) != tuple(tiles.shape[:2]):
-        raise ValueError("tiles must be (R, L, C, H, W) and scores (R, L), got "
-                         f"{tuple(tiles.shape)} and {tuple(scores.shape)}")
-    rows, cols = tiles.shape[:2]
-    if len(row_labels) != rows or len(col_labels) != cols:
-        raise ValueError(f"row_labels and col_labels must have {rows} and {cols} entries")
-    fig, axes = plt.subplots(rows, cols, figsize=(tile_size * cols, tile_size * rows + 0.4),
-                             squeeze=False)
-    pictures = tiles.detach().cpu().clamp(0, 1).permute(0, 1, 3, 4, 2).numpy()
-    for (r, c), ax in np.ndenumerate(axes):
-        ax.imshow(pictures[r, c].squeeze(-1) if pictures.shape[-1] == 1 else pictures[r, c],
-                  cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"NMI {float(scores[r, c]):.2f}", fontsize=9)
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_xlabel(col_labels[c] if r == rows - 1 else "", fontsize=9)
-        ax.set_ylabel(row_labels[r] if c == 0 else "", fontsize=10)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig

@@ -1,13 +1,13 @@
-"""Tests of imlib.data: CIFAR-100 and CIFAR-100-C reading and errors, the synthetic set, splits,
-normalize and denormalize."""
+"""Tests of imlib.data: CIFAR-100 reading and errors, the synthetic set, splits, normalize and
+denormalize (CIFAR-100-C is tests/test_corruptions.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +21,18 @@ from imlib.data import (
     CIFAR100_MD5,
     CIFAR100_MEAN,
     CIFAR100_STD,
-    CIFAR100C_CORRUPTIONS,
-    CIFAR100C_EXTRA,
-    CIFAR100C_SEVERITIES,
     DATASETS,
     ImageData,
     _read_cifar100_folder,
     data_root,
     denormalize,
     holdout_split,
-    iter_cifar100c,
     load_cifar100,
     load_dataset,
     normalize,
     synthetic,
 )
+from imlib.degradations import degrade
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-100: a small copy in the official layout (python pickles inside cifar-100-python/)
@@ -99,6 +96,7 @@ def test_torchvision_rejects_files_that_are_not_the_official_ones(small_cifar: P
 
 
 def test_load_cifar100_refuses_an_unverified_copy(small_cifar: Path) -> None:
+    (small_cifar / "cifar-100-python.tar.gz").unlink()  # the extracted folder alone
     with pytest.raises(RuntimeError, match="missing or corrupted") as info:
         load_cifar100(small_cifar, download=False)
     assert CIFAR100_MD5 in str(info.value) and str(small_cifar.resolve()) in str(info.value)
@@ -117,11 +115,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return urls
 
 
-@pytest.mark.parametrize("layout", ["empty", "wrong archive"])
-def test_failed_download_says_how_to_proceed_offline(
-    tmp_path: Path, small_cifar: Path, no_network: list[str], layout: str
-) -> None:
-    root = tmp_path / "empty" if layout == "empty" else small_cifar
+def test_failed_download_says_how_to_proceed_offline(tmp_path: Path,
+                                                    no_network: list[str]) -> None:
+    root = tmp_path / "empty"
     with pytest.raises(RuntimeError, match="could not reach the CIFAR-100 host") as info:
         load_cifar100(root, download=True)
     message = str(info.value)
@@ -129,6 +125,22 @@ def test_failed_download_says_how_to_proceed_offline(
     assert "cifar-100-python.tar.gz" in message and "IMLIB_DATA" in message
     assert isinstance(info.value.__cause__, urllib.error.URLError)
     assert no_network and all("cifar-100-python.tar.gz" in url for url in no_network)
+
+
+@pytest.mark.parametrize("download", [True, False])
+def test_an_archive_with_a_wrong_md5_is_named_with_the_expected_md5(
+    small_cifar: Path, no_network: list[str], download: bool
+) -> None:
+    """A local archive that is not the official one (the small copy) is the reason, not the
+    network: the message names the file, its md5 and the official one."""
+    archive = small_cifar / "cifar-100-python.tar.gz"
+    found = hashlib.md5(archive.read_bytes()).hexdigest()
+    with pytest.raises(RuntimeError, match="not the official CIFAR-100 archive") as info:
+        load_cifar100(small_cifar, download=download)
+    message = str(info.value)
+    assert str(archive.resolve()) in message
+    assert f"its md5 is {found}, expected {CIFAR100_MD5}" in message
+    assert CIFAR100_MD5 == "eb9058c3a382ffc7106e4002c42a8d85"
 
 
 def _official_copy() -> Path | None:
@@ -225,6 +237,11 @@ def _coarse(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x.float() / 255, 4).flatten(1)
 
 
+def _colour(x: torch.Tensor) -> torch.Tensor:
+    """Mean colour per image: what is left once blur or mosaic has flattened the image."""
+    return (x.float() / 255).mean(dim=(2, 3))
+
+
 def _fine(x: torch.Tensor) -> torch.Tensor:
     """Spectrum magnitude of the high-passed luminance: the grating cue, blind to its phase."""
     lum = x.float().mean(1, keepdim=True) / 255
@@ -256,6 +273,31 @@ def test_blur_removes_the_fine_cue_before_the_coarse_one(cue_sets) -> None:
         _coarse(train.x_train), train.y_train, _coarse(blurred), test.y_test, 10
     )
     assert fine < 0.2 and coarse > 0.3  # chance is 0.1
+
+
+@pytest.mark.parametrize("features", [_coarse, _fine], ids=["coarse", "fine"])
+def test_a_left_right_flip_keeps_images_in_the_distribution(cue_sets, features) -> None:
+    """Training flips images; a class must not hinge on one of the two mirror images."""
+    train, test = cue_sets
+    centres_from = (features(train.x_train), train.y_train)
+    plain = _nearest_class_mean(*centres_from, features(test.x_test), test.y_test, 10)
+    flipped = _nearest_class_mean(*centres_from, features(test.x_test.flip(-1)), test.y_test, 10)
+    assert abs(plain - flipped) < 0.05
+
+
+@pytest.mark.parametrize("kind", ["blur", "mosaic"])
+def test_the_class_hue_survives_blur_and_mosaic_at_every_level(cue_sets, kind: str) -> None:
+    """At level 1 the fine cue is gone, but the mean colour still tells classes apart, so
+    heavily degraded training images keep some class evidence."""
+    train, test = cue_sets
+    degraded = (degrade(test.x_test.float() / 255, kind, 1.0) * 255).round().to(torch.uint8)
+    colour = _nearest_class_mean(
+        _colour(train.x_train), train.y_train, _colour(degraded), test.y_test, 10
+    )
+    fine = _nearest_class_mean(
+        _fine(train.x_train), train.y_train, _fine(degraded), test.y_test, 10
+    )
+    assert colour > 0.3 and fine < 0.2  # chance is 0.1
 
 
 @pytest.mark.parametrize(
@@ -371,103 +413,3 @@ def test_denormalize_inverts_normalize_and_keeps_out_of_range_values() -> None:
                                x * std[:, None, None] + mean[:, None, None])
     with pytest.raises(ValueError, match="std"):
         denormalize(x, CIFAR100_MEAN, (0.2, 0.2))
-
-
-# ---------------------------------------------------------------------------------------------
-# CIFAR-100-C: small files in the release's layout (rows = 5 severities x M images, HWC)
-
-C_IMAGES = 4  # images per severity
-C_NAMES = ("gaussian_noise", "fog")
-
-
-def _c_pixel(corruption: int, row: int, h: int, w: int, c: int) -> np.ndarray:
-    """A value that tells corruption, row (severity and image), height, width, channel apart."""
-    return (101 * corruption + 7 * row + 50 * c + 3 * h + w) % 256
-
-
-def _write_c(folder: Path, names: Sequence[str] = C_NAMES, rows: int = 5 * C_IMAGES) -> None:
-    folder.mkdir(exist_ok=True)
-    for k, name in enumerate(names):
-        grid = np.meshgrid(np.arange(rows), np.arange(32), np.arange(32), np.arange(3),
-                           indexing="ij")
-        np.save(folder / f"{name}.npy", _c_pixel(k, *grid).astype(np.uint8))
-    np.save(folder / "labels.npy", (np.arange(rows) * 13) % 100)
-
-
-@pytest.fixture
-def small_c(tmp_path: Path) -> Path:
-    _write_c(tmp_path / "CIFAR-100-C")
-    return tmp_path / "CIFAR-100-C"
-
-
-def test_cifar100c_constants() -> None:
-    assert len(CIFAR100C_CORRUPTIONS) == 15 and len(set(CIFAR100C_CORRUPTIONS)) == 15
-    assert CIFAR100C_CORRUPTIONS[0] == "gaussian_noise"
-    assert CIFAR100C_CORRUPTIONS[-1] == "jpeg_compression"
-    assert not set(CIFAR100C_EXTRA) & set(CIFAR100C_CORRUPTIONS)
-    assert CIFAR100C_SEVERITIES == (1, 2, 3, 4, 5)
-
-
-def test_iter_cifar100c_slices_severities_and_puts_channels_first(small_c: Path) -> None:
-    sets = list(iter_cifar100c(small_c, C_NAMES))
-    assert [(s.corruption, s.severity) for s in sets] == [
-        (name, severity) for name in C_NAMES for severity in CIFAR100C_SEVERITIES]
-    labels = np.load(small_c / "labels.npy")
-    for s in sets:
-        rows = np.arange((s.severity - 1) * C_IMAGES, s.severity * C_IMAGES)
-        assert s.x.shape == (C_IMAGES, 3, 32, 32) and s.x.dtype == torch.uint8
-        assert s.y.dtype == torch.int64 and s.y.tolist() == labels[rows].tolist()
-        k = C_NAMES.index(s.corruption)
-        i, c, h, w = torch.meshgrid(*(torch.arange(n) for n in s.x.shape), indexing="ij")
-        assert torch.equal(s.x, _c_pixel(k, i + int(rows[0]), h, w, c).to(torch.uint8))
-    fog_3 = sets[len(CIFAR100C_SEVERITIES) + 2]  # fog, severity 3: rows 8-11
-    assert fog_3.x[1, 2, 5, 9] == _c_pixel(1, 9, 5, 9, 2)  # image 1, blue, row 5, column 9
-
-
-def test_iter_cifar100c_reads_only_the_severities_asked(small_c: Path) -> None:
-    name, severity, x, y = next(iter_cifar100c(small_c, "fog", severities=(4,)))
-    assert (name, severity) == ("fog", 4)
-    assert x[0, 0, 0, 0] == _c_pixel(1, 3 * C_IMAGES, 0, 0, 0)
-
-
-@pytest.mark.parametrize(("breakage", "error", "match"), [
-    ("no folder", FileNotFoundError, "CIFAR-100-C folder .* does not exist"),
-    ("no fog.npy", FileNotFoundError, "fog.npy is missing"),
-    ("no labels.npy", FileNotFoundError, "labels.npy is missing"),
-    ("fog.npy in CHW", ValueError, r"fog.npy must be uint8 images \(N, H, W, 3\)"),
-    ("fog.npy as float", ValueError, "fog.npy must be uint8"),
-    ("short labels", ValueError, "gaussian_noise.npy has 20 images but labels.npy has 19"),
-    ("21 rows", ValueError, "multiple of 5 rows, got 21"),
-])
-def test_iter_cifar100c_names_what_is_wrong_before_yielding(small_c: Path, breakage: str,
-                                                            error: type, match: str) -> None:
-    if breakage == "no folder":
-        small_c = small_c / "nowhere"
-    elif breakage == "no fog.npy":
-        (small_c / "fog.npy").unlink()
-    elif breakage == "no labels.npy":
-        (small_c / "labels.npy").unlink()
-    elif breakage == "fog.npy in CHW":
-        np.save(small_c / "fog.npy", np.zeros((20, 3, 32, 32), np.uint8))
-    elif breakage == "fog.npy as float":
-        np.save(small_c / "fog.npy", np.zeros((20, 32, 32, 3), np.float32))
-    elif breakage == "short labels":
-        np.save(small_c / "labels.npy", np.zeros(19, np.int64))
-    else:
-        _write_c(small_c, rows=21)
-    with pytest.raises(error, match=match):
-        iter_cifar100c(small_c, C_NAMES)  # raised by the call itself, not the first next()
-
-
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"corruptions": ("fog", "rain")}, "corruptions"),
-    ({"corruptions": ()}, "corruptions"),
-    ({"corruptions": ("fog", "fog")}, "corruptions"),
-    ({"severities": (0, 1)}, "severities"),
-    ({"severities": (True,)}, "severities"),
-    ({"directory": None}, "directory"),
-])
-def test_iter_cifar100c_validates_names_and_severities(small_c: Path, kwargs: dict,
-                                                       name: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        iter_cifar100c(**{"directory": small_c, **kwargs})

@@ -1,9 +1,8 @@
-"""imlib.evaluate: predictions, sweeps (both evaluation orders), CIFAR-100-C metrics and tables
-against computations done by hand here, and the result files' round trip (CPU, tiny data)."""
+"""imlib.evaluate: predictions, sweeps (both evaluation orders), reliability and a study's
+evaluation against computations done by hand here (CPU, tiny data)."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -11,36 +10,25 @@ import pytest
 import torch
 from torch import nn
 
-from imlib import evaluate, metrics
-from imlib.data import CIFAR100C_SEVERITIES, denormalize, normalize, synthetic
+from imlib.data import denormalize, normalize, synthetic
 from imlib.degradations import KINDS, PAPER_EVAL, degrade
 from imlib.evaluate import (
-    CORRUPTION_COLUMNS,
-    CORRUPTION_SUMMARY_COLUMNS,
     LEVELS,
+    ORDER_FREE_KINDS,
     ORDERS,
-    SWEEP_COLUMNS,
-    EvalResults,
-    clean_metrics,
-    corruption_metrics,
-    corruption_summary,
+    _degrade_all,
     degradation_sweep,
+    evaluate_checkpoint,
     evaluate_study,
-    load_histories,
-    load_results,
     predict,
     reliability_table,
-    save_results,
-    summarize,
-    table1,
-    table1_markdown,
 )
-from imlib.io import append_jsonl
-from imlib.metrics import classification_metrics, ece, topk_accuracy
+from imlib.metrics import classification_metrics, ece
 from imlib.models import small_cnn
 from imlib.nmi import nmi
+from imlib.results import METRICS, SWEEP_COLUMNS, load_results, save_results, summarize
 from imlib.study import load_params
-from imlib.train import load_model, train
+from imlib.train import IncompleteRunError, load_model, train
 
 
 class FixedLogits(nn.Module):
@@ -89,8 +77,22 @@ def by_hand(model, x_float, data):
 # --- predict, clean metrics ----------------------------------------------------------------------
 
 
-def test_levels_are_the_papers():
-    assert LEVELS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+def test_the_sweep_levels_run_from_the_clean_image_to_no_information(data):
+    """The sweep's levels span the documented strengths: d = 0 leaves every kind's image as it
+    is (up to blur's sigma of 0.01 px), d = 1 leaves mosaic one colour and dropout nothing, and
+    mosaic's blocks b = floor(32 (d + 0.001)^2) are one pixel up to d = 0.2 and 8 x 8 at 0.5."""
+    x = data.x_test.float() / 255
+    assert LEVELS[0] == 0.0 and LEVELS[-1] == 1.0 and len(LEVELS) == 11
+    for kind in KINDS:
+        torch.testing.assert_close(degrade(x, kind, LEVELS[0], config=PAPER_EVAL), x,
+                                   atol=1e-5, rtol=0)
+    assert degrade(x, "mosaic", LEVELS[-1], config=PAPER_EVAL).std(dim=(2, 3)).max() < 1e-6
+    assert degrade(x, "dropout", LEVELS[-1], config=PAPER_EVAL).abs().max() == 0
+    for level, block in ((0.1, 1), (0.2, 1), (0.5, 8)):
+        mosaic = degrade(x, "mosaic", level, config=PAPER_EVAL)
+        blocks = x.unfold(2, block, block).unfold(3, block, block).mean(dim=(-1, -2))
+        expected = blocks.repeat_interleave(block, 2).repeat_interleave(block, 3)
+        torch.testing.assert_close(mosaic, expected, atol=1e-5, rtol=0)
 
 
 def test_predict_is_softmax_of_the_normalised_images(cnn, data):
@@ -103,11 +105,6 @@ def test_predict_is_softmax_of_the_normalised_images(cnn, data):
     torch.testing.assert_close(probs, expected)
     floats = predict(cnn, data.x_test.float() / 255, data.mean, data.std)
     torch.testing.assert_close(floats, expected)
-
-
-def test_clean_metrics_are_classification_metrics_of_the_predictions(cnn, data):
-    expected = classification_metrics(by_hand(cnn, data.x_test.float() / 255, data), data.y_test)
-    assert clean_metrics(cnn, data, batch_size=7) == pytest.approx(expected, abs=1e-6)
 
 
 # --- the sweep -----------------------------------------------------------------------------------
@@ -185,19 +182,24 @@ def test_reliability_table_reproduces_the_ece(cnn, data):
     assert from_table == pytest.approx(float(ece(probs, data.y_test, n_bins=10)), abs=1e-6)
 
 
-# --- a study: checkpoints to result files --------------------------------------------------------
+# --- a study: checkpoints to result tables -------------------------------------------------------
+
+
+def tiny_study(root, **overrides):
+    """The smoke profile shrunk to one-epoch runs of 3 synthetic classes, paper protocol."""
+    values = {"runs_dir": str(root / "runs"), "variants": ["baseline", "im"], "seeds": [0],
+              "protocols": ["paper"], "synthetic_per_class": 8, "synthetic_classes": 3,
+              "epochs": 1, "device": "cpu", **overrides}
+    return load_params("smoke", values)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """Two one-epoch runs of a tiny study, evaluated at two levels."""
-    root = tmp_path_factory.mktemp("study")
-    params = load_params("smoke", {"runs_dir": str(root / "runs"), "variants": ["baseline", "im"],
-                                   "seeds": [0], "synthetic_per_class": 8,
-                                   "synthetic_classes": 3, "epochs": 1, "device": "cpu"})
-    for variant in params.variants:
-        train(params.train_config(variant, 0))
-    data = synthetic(8, num_classes=3)
+    params = tiny_study(tmp_path_factory.mktemp("study"))
+    for run in params.runs():
+        train(run.config)
+    data = params.load_data()
     return params, data, evaluate_study(params, data, levels=(0.0, 0.5))
 
 
@@ -207,98 +209,79 @@ def test_evaluate_study_tables(study):
     assert (results.clean.seed == 0).all()
     model, _ = load_model(params.train_dir("im", 0) / "best.pt", "cpu")
     row = results.clean[results.clean.variant == "im"].iloc[0]
-    assert row[list(evaluate.METRICS)].to_dict() == pytest.approx(clean_metrics(model, data))
-    assert len(results.sweeps) == 2 * len(KINDS) * 2 * 2 * len(evaluate.ORDERS)  # both orders
+    expected = classification_metrics(by_hand(model, data.x_test.float() / 255, data),
+                                      data.y_test)
+    assert row[list(METRICS)].to_dict() == pytest.approx(expected, abs=1e-6)
+    assert len(results.sweeps) == 2 * len(KINDS) * 2 * 2 * len(ORDERS)  # both orders
     assert list(results.sweeps.columns) == list(SWEEP_COLUMNS)
     rel = results.reliability
     assert set(rel.condition) == {"clean", "mosaic_0.5"} and len(rel) == 2 * 2 * 15
     counts = rel.groupby(["variant", "condition"])["count"].sum()
     assert (counts == len(data.y_test)).all()
-    assert results.settings["class_name"] == "class_0"
+    assert results.settings["class_name"] == data.classes[params.eval_class]
     assert results.settings["degradation"]["dropout_patch"] == PAPER_EVAL.dropout_patch
 
 
-def test_results_round_trip(study, tmp_path):
+def test_evaluate_study_records_the_settings_of_the_runs_it_evaluated(study):
     params, _, results = study
-    save_results(results, tmp_path / "eval", params={"profile": params.profile})
-    loaded = load_results(tmp_path / "eval")
-    for name in ("clean", "sweeps", "reliability"):
-        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(results, name))
-    assert loaded.settings == results.settings
-    meta = json.loads((tmp_path / "eval" / "meta.json").read_text())
-    assert meta["params"] == {"profile": "smoke"} and "git_commit" in meta["provenance"]
-    with pytest.raises(FileNotFoundError, match="04_evaluation"):
-        load_results(tmp_path / "nowhere")
+    assert [(r["variant"], r["seed"]) for r in results.runs] == [("baseline", 0), ("im", 0)]
+    for recorded, run in zip(results.runs, params.runs(), strict=True):
+        assert recorded["epochs"] == run.config.epochs == 1
+        assert recorded["lr"] == run.config.lr and recorded["dataset"] == "synthetic"
 
 
-def test_concat_refuses_different_settings(study):
-    results = study[2]
-    other = EvalResults(results.clean, results.sweeps, results.reliability,
-                        {**results.settings, "class_index": 1})
-    assert len(EvalResults.concat([results, results]).clean) == 2 * len(results.clean)
-    with pytest.raises(ValueError, match="settings"):
-        EvalResults.concat([results, other])
+def test_order_free_kinds_are_computed_once_and_equal_a_direct_sweep(study):
+    """Blur and mosaic rows of normalize_first are copied from degrade_first; they must equal
+    what sweeping the normalised images directly gives (the degradations are linear with rows
+    summing to 1 and never clamp)."""
+    params, data, results = study
+    model, _ = load_model(params.train_dir("im", 0) / "best.pt", "cpu")
+    ours = results.sweeps.query("variant == 'im' and order == 'normalize_first'")
+    ours = ours.drop(columns=["variant", "seed"]).reset_index(drop=True)
+    direct = degradation_sweep(model, data, kinds=KINDS, levels=(0.0, 0.5), config=PAPER_EVAL,
+                               class_index=params.eval_class, order="normalize_first")
+    keys = ["kind", "level", "subset", "order", "n"]
+    pd.testing.assert_frame_equal(ours[keys], direct[keys])
+    free = direct.kind.isin(ORDER_FREE_KINDS).to_numpy()
+    for column in ("accuracy", "confidence"):
+        np.testing.assert_allclose(ours[column], direct[column], atol=1e-5)
+    # NMI bins are floor(63 v): a float-rounding difference may move a pixel across a bin edge.
+    np.testing.assert_allclose(ours.nmi[free], direct.nmi[free], atol=1e-3)
+    np.testing.assert_allclose(ours.nmi[~free], direct.nmi[~free], atol=1e-6)
+    copied = results.sweeps[results.sweeps.kind.isin(ORDER_FREE_KINDS)]
+    first, second = (copied[copied.order == o].drop(columns="order").reset_index(drop=True)
+                     for o in ORDERS)
+    pd.testing.assert_frame_equal(first, second)
 
 
-def test_load_histories(tmp_path):
-    params = load_params("smoke", {"runs_dir": str(tmp_path)})  # variants baseline, ls, im
-    with pytest.raises(FileNotFoundError, match="03_training"):
-        load_histories(params)
-    for variant in ("baseline", "im"):  # ls never trained: skipped
-        for epoch in (1, 2):
-            append_jsonl({"epoch": epoch, "train_loss": 1.0 / epoch, "test_acc": 0.1 * epoch},
-                         params.train_dir(variant, 0) / "history.jsonl")
-    df = load_histories(params)
-    assert list(df.columns) == ["variant", "seed", "epoch", "train_loss", "test_acc"]
-    assert list(df.variant) == ["baseline", "baseline", "im", "im"]
-    assert list(df.epoch) == [1, 2, 1, 2] and (df.seed == 0).all()
+def test_evaluate_study_refuses_runs_trained_with_other_settings(study):
+    params, data, _ = study
+    other = tiny_study(params.runs_root.parent, lr=0.01)
+    with pytest.raises(IncompleteRunError, match="lr"):
+        evaluate_study(other, data, levels=(0.0,))
 
 
-# --- summaries and Table 1 -----------------------------------------------------------------------
+def test_evaluate_study_refuses_an_unfinished_run(study, tmp_path):
+    _, data, _ = study
+    unfinished = tiny_study(tmp_path, variants=["baseline"])
+    run = unfinished.runs()[0]
+    train(run.config)
+    (run.dir / "result.json").unlink()  # as if killed before the end
+    with pytest.raises(IncompleteRunError, match="unfinished"):
+        evaluate_study(unfinished, data, levels=(0.0,))
 
 
-def clean_table(values: dict[str, list[float]]) -> pd.DataFrame:
-    """A clean-metrics table: per variant one row per seed, every metric from ``values``."""
-    rows = [{"variant": v, "seed": s, **{m: x for m in evaluate.METRICS}, "n": 100}
-            for v, xs in values.items() for s, x in enumerate(xs)]
-    return pd.DataFrame(rows)
-
-
-def test_summarize_is_mean_and_sample_std_over_seeds():
-    rng = np.random.default_rng(0)
-    df = clean_table({"im": list(rng.random(3)), "baseline": list(rng.random(2)),
-                      "ls": [0.4]})
-    out = summarize(df)
-    assert list(out.variant) == ["baseline", "ls", "im"]
-    groups = df.groupby("variant")
-    for metric in evaluate.METRICS:
-        expected_mean = groups[metric].mean()[out.variant].to_numpy()
-        expected_std = groups[metric].std().fillna(0)[out.variant].to_numpy()
-        np.testing.assert_allclose(out[f"{metric}_mean"], expected_mean)
-        np.testing.assert_allclose(out[f"{metric}_std"], expected_std)
-    assert list(out.n_seeds) == [2, 1, 3]
-    assert out.loc[out.variant == "ls", "top1_std"].item() == 0.0
-
-
-def test_summarize_refuses_groups_that_mix_conditions(sweep):
-    with pytest.raises(ValueError, match="by="):
-        summarize(sweep.assign(variant="im", seed=0), by=("variant",), metrics=("accuracy",))
-
-
-def test_table1_formats_mean_and_std():
-    df = clean_table({"im": [0.6324, 0.6324], "baseline": [0.5543, 0.5543], "ls": [0.5, 0.6]})
-    table = table1(df)
-    assert list(table.index) == ["baseline", "ls", "im"]
-    assert list(table.columns) == ["Model", "Top-1 Acc (%)", "Top-5 Acc (%)", "ECE", "CE Loss",
-                                   "Brier", "ECE (paper script)", "n seeds"]
-    assert list(table.Model) == ["Baseline", "LS", "IM"]
-    assert table.loc["baseline", "Top-1 Acc (%)"] == "55.43 ± 0.00"
-    assert table.loc["ls", "Top-1 Acc (%)"] == "55.00 ± 7.07"
-    assert table.loc["im", "ECE"] == "0.6324 ± 0.0000"
-    assert list(table["n seeds"]) == [2, 2, 2]
-    lines = table1_markdown(df).splitlines()
-    assert lines[0].startswith("| Model | Top-1 Acc (%) |") and len(lines) == 5
-    assert lines[2].startswith("| Baseline | 55.43 ± 0.00 | 55.43 ± 0.00 | 0.5543 ± 0.0000 |")
+def test_the_study_holds_both_orders_and_saves_them(study, tmp_path):
+    _, _, results = study
+    assert results.settings["orders"] == list(ORDERS)
+    counts = results.sweeps.groupby("order").size()
+    assert counts.to_dict() == {order: len(results.sweeps) // 2 for order in ORDERS}
+    save_results(results, tmp_path, params=None)
+    loaded = load_results(tmp_path).sweeps
+    assert list(loaded.columns) == list(SWEEP_COLUMNS) and SWEEP_COLUMNS[5] == "order"
+    assert set(loaded.order) == set(ORDERS)
+    summary = summarize(loaded, ("order", "kind", "level", "subset", "variant"), ("accuracy",))
+    assert list(summary.order.unique()) == list(ORDERS)
 
 
 # --- argument checks -----------------------------------------------------------------------------
@@ -314,8 +297,6 @@ def test_table1_formats_mean_and_std():
     (lambda m, d: predict(m, d.x_test.float(), d.mean, d.std), "x"),  # not divided by 255
     (lambda m, d: reliability_table(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
      "probs"),
-    (lambda m, d: summarize(pd.DataFrame()), "df"),
-    (lambda m, d: summarize(clean_table({"im": [0.5]}), metrics=("accuracy",)), "df"),
 ])
 def test_bad_arguments_raise_naming_them(cnn, data, call, name):
     with pytest.raises(ValueError, match=name):
@@ -388,7 +369,7 @@ def test_normalize_first_nmi_is_taken_on_the_denormalised_image(cnn, data):
     row = degradation_sweep(cnn, data, kinds=("diffusion",), levels=(0.3,), seed=5,
                             order="normalize_first").iloc[0]
     clean = data.x_test.float() / 255
-    degraded = evaluate._degrade_all(normalize(clean, data.mean, data.std), "diffusion", 0.3, 5,
+    degraded = _degrade_all(normalize(clean, data.mean, data.std), "diffusion", 0.3, 5,
                                      PAPER_EVAL)
     back = denormalize(degraded, data.mean, data.std).clamp(0, 1)
     assert row.nmi == pytest.approx(float(nmi(clean, back).mean()), abs=1e-6)
@@ -403,135 +384,24 @@ def test_level_zero_is_the_clean_image_in_both_orders(cnn, data):
     np.testing.assert_allclose(second.nmi, first.nmi, atol=1e-3)
 
 
-def test_the_study_holds_both_orders_and_saves_them(study, tmp_path):
-    _, _, results = study
-    assert results.settings["orders"] == list(ORDERS)
-    counts = results.sweeps.groupby("order").size()
-    assert counts.to_dict() == {order: len(results.sweeps) // 2 for order in ORDERS}
-    save_results(results, tmp_path, params=None)
-    loaded = load_results(tmp_path).sweeps
-    assert list(loaded.columns) == list(SWEEP_COLUMNS) and SWEEP_COLUMNS[5] == "order"
-    assert set(loaded.order) == set(ORDERS)
-    summary = summarize(loaded, ("order", "kind", "level", "subset", "variant"), ("accuracy",))
-    assert list(summary.order.unique()) == list(ORDERS)
-
-
 @pytest.mark.parametrize("call", [
     lambda m, d: degradation_sweep(m, d, order="degrade_last"),
     lambda m, d: degradation_sweep(m, d, order=None),
-    lambda m, d: evaluate.evaluate_checkpoint("nowhere.pt", d, orders=("normalise_first",)),
-    lambda m, d: evaluate.evaluate_checkpoint("nowhere.pt", d, orders=()),
+    lambda m, d: evaluate_checkpoint("nowhere.pt", d, orders=("normalise_first",)),
+    lambda m, d: evaluate_checkpoint("nowhere.pt", d, orders=()),
 ])
 def test_a_bad_order_raises_listing_the_orders(cnn, data, call):
     with pytest.raises(ValueError, match=r"order.*'degrade_first', 'normalize_first'"):
         call(cnn, data)
 
 
-# --- CIFAR-100-C ---------------------------------------------------------------------------------
+def test_sweeping_several_models_at_once_equals_each_alone(cnn):
+    from imlib.evaluate import degradation_sweeps
 
-C_NAMES = ("gaussian_noise", "fog", "saturate")  # two of the benchmark's 15, one extra
-C_IMAGES = 4  # per severity
-
-
-@pytest.fixture(scope="module")
-def small_c(tmp_path_factory, data):
-    """CIFAR-100-C's layout: per corruption, uint8 (5 x 4, 32, 32, 3) HWC images, labels in
-    0-2 (the 3 classes of the tiny models), severities stacked."""
-    folder = tmp_path_factory.mktemp("CIFAR-100-C")
-    rng = np.random.default_rng(0)
-    for name in C_NAMES:
-        np.save(folder / f"{name}.npy",
-                rng.integers(0, 256, (5 * C_IMAGES, 32, 32, 3), dtype=np.uint8))
-    np.save(folder / "labels.npy", rng.integers(0, 3, 5 * C_IMAGES))
-    return folder
-
-
-def test_corruption_metrics_are_imlib_metrics_of_the_predictions(cnn, data, small_c):
-    df = corruption_metrics(cnn, small_c, data.mean, data.std, C_NAMES, batch_size=3)
-    assert list(df.columns) == list(CORRUPTION_COLUMNS)
-    assert list(zip(df.corruption, df.severity, strict=True)) == [
-        (c, s) for c in C_NAMES for s in CIFAR100C_SEVERITIES]
-    labels = torch.from_numpy(np.load(small_c / "labels.npy"))
-    for row in df[df.corruption == "fog"].itertuples():
-        rows = slice((row.severity - 1) * C_IMAGES, row.severity * C_IMAGES)
-        x = torch.from_numpy(np.load(small_c / "fog.npy")[rows]).permute(0, 3, 1, 2)
-        probs = by_hand(cnn, x.float() / 255, data)
-        y = labels[rows]
-        assert row.n == C_IMAGES
-        assert row.accuracy == pytest.approx(float(topk_accuracy(probs, y)), abs=1e-6)
-        assert row.nll == pytest.approx(float(metrics.nll(probs, y)), abs=1e-5)
-        assert row.ece == pytest.approx(float(ece(probs, y, n_bins=15)), abs=1e-6)
-
-
-def test_corruption_metrics_of_a_fixed_prediction(data, small_c):
-    df = corruption_metrics(FixedLogits([2.0, 0.0, 1.0]), small_c, data.mean, data.std,
-                            ("fog",), severities=(2,))
-    y = np.load(small_c / "labels.npy")[C_IMAGES:2 * C_IMAGES]
-    p = np.exp([2.0, 0.0, 1.0]) / np.exp([2.0, 0.0, 1.0]).sum()
-    row = df.iloc[0]
-    assert row.accuracy == pytest.approx((y == 0).mean())
-    assert row.nll == pytest.approx(-np.log(p[y]).mean(), abs=1e-5)
-    assert row.ece == pytest.approx(abs((y == 0).mean() - p[0]), abs=1e-6)  # one bin
-
-
-def test_corruption_metrics_refuse_a_model_with_too_few_classes(data, small_c):
-    with pytest.raises(ValueError, match="CIFAR-100 model"):
-        corruption_metrics(FixedLogits([0.0, 1.0]), small_c, data.mean, data.std, ("fog",))
-
-
-def corruption_table(accuracy: dict[str, list[float]], **keys) -> pd.DataFrame:
-    return pd.DataFrame([{**keys, "corruption": c, "severity": s + 1, "accuracy": a,
-                          "nll": 2 * a, "ece": a / 10, "n": 4}
-                         for c, values in accuracy.items() for s, a in enumerate(values)])
-
-
-def test_corruption_summary_means_and_mce():
-    df = corruption_table({"saturate": [0.9, 0.9], "fog": [0.5, 0.3], "gaussian_noise": [0.2, 0.4]})
-    out = corruption_summary(df)
-    assert list(out.columns) == list(CORRUPTION_SUMMARY_COLUMNS)
-    assert list(out.corruption) == ["gaussian_noise", "fog", "saturate", "mean"]
-    np.testing.assert_allclose(out.accuracy, [0.3, 0.4, 0.9, 0.35])  # mean: the 15's only
-    np.testing.assert_allclose(out.mce, [70, 60, 10, 65])
-    np.testing.assert_allclose(out.nll, 2 * out.accuracy)
-    np.testing.assert_allclose(out.ece, out.accuracy / 10)
-    assert list(out.n_sets) == [2, 2, 2, 4]
-
-
-def test_corruption_summary_per_model():
-    df = pd.concat([corruption_table({"fog": [0.5, 0.7], "snow": [0.1, 0.1]}, variant=v, seed=0)
-                    for v in ("im", "baseline")], ignore_index=True)
-    df.loc[df.variant == "im", "accuracy"] += 0.1
-    out = corruption_summary(df, by=("variant", "seed"))
-    assert list(out.columns) == ["variant", "seed", *CORRUPTION_SUMMARY_COLUMNS]
-    assert list(out.variant) == ["baseline"] * 3 + ["im"] * 3
-    means = out[out.corruption == "mean"].set_index("variant")
-    assert means.accuracy.to_dict() == pytest.approx({"baseline": 0.35, "im": 0.45})
-    assert means.mce.to_dict() == pytest.approx({"baseline": 65.0, "im": 55.0})
-
-
-@pytest.mark.parametrize(("df", "match"), [
-    (corruption_table({"saturate": [0.5]}), "none of the benchmark corruptions"),
-    (corruption_table({"fog": [0.5, 0.5]}).assign(severity=1), "several rows"),
-    (corruption_table({"fog": [0.5]}).drop(columns="ece"), "lacks"),
-    (pd.DataFrame(), "empty"),
-])
-def test_corruption_summary_validates(df, match):
-    with pytest.raises(ValueError, match=match):
-        corruption_summary(df)
-
-
-def test_evaluate_corruptions_covers_every_model(study, small_c):
-    params, data, _ = study
-    df = evaluate.evaluate_corruptions(params, data, small_c, corruptions=("fog",),
-                                       severities=(1, 5))
-    assert list(df.columns) == ["variant", "seed", *CORRUPTION_COLUMNS]
-    assert list(zip(df.variant, df.severity, strict=True)) == [
-        ("baseline", 1), ("baseline", 5), ("im", 1), ("im", 5)]
-    model, _ = load_model(params.train_dir("im", 0) / "best.pt", "cpu")
-    expected = corruption_metrics(model, small_c, data.mean, data.std, ("fog",), (1, 5))
-    pd.testing.assert_frame_equal(df[df.variant == "im"].drop(columns=["variant", "seed"])
-                                  .reset_index(drop=True), expected)
-    with pytest.raises(FileNotFoundError, match="03_training"):
-        evaluate.evaluate_corruptions(params, data, small_c, checkpoint="nope.pt")
-    with pytest.raises(FileNotFoundError, match="snow.npy is missing"):
-        evaluate.evaluate_corruptions(params, data, small_c, corruptions=("snow",))
+    data = synthetic(4, num_classes=3, test_per_class=4)
+    other = small_cnn(3)
+    args = dict(kinds=("diffusion", "dropout"), levels=(0.0, 0.6), seed=3, batch_size=5)
+    together = degradation_sweeps([cnn, other], data, order="normalize_first", **args)
+    for model, frame in zip((cnn, other), together, strict=True):
+        alone = degradation_sweep(model, data, order="normalize_first", **args)
+        pd.testing.assert_frame_equal(frame, alone)
