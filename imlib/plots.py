@@ -223,7 +223,8 @@ def clean_metrics_bars(clean: pd.DataFrame, *, num_classes: int,
         axes = fig.subplots(1, len(panels))
         for ax, (metric, title, ylabel, scale, fmt) in zip(axes, panels, strict=True):
             mean = scale * summary[f"{metric}_mean"].to_numpy()
-            std = scale * summary[f"{metric}_std"].to_numpy()
+            std = (scale * summary[f"{metric}_std"].to_numpy() if multi_seed
+                   else np.zeros_like(mean))
             ax.bar(x, mean, yerr=std if multi_seed else None, capsize=5, width=0.65,
                    color=[VARIANT_COLORS[v] for v in variants])
             for xi, m, s in zip(x, mean, std, strict=True):

@@ -146,8 +146,9 @@ def summarize(df: pd.DataFrame, by: Sequence[str] = ("variant",),
 
     ``df`` holds one row per seed and group (a ``seed`` column is required; a group with two
     rows for the same seed means ``by`` misses a key, e.g. ``kind`` for sweeps). Returns the
-    ``by`` columns, ``<metric>_mean`` and ``<metric>_std`` (ddof 1; 0 for a single seed) for
-    each metric, and ``n_seeds``; rows in :func:`sort_rows` order.
+    ``by`` columns, ``<metric>_mean`` and ``<metric>_std`` (ddof 1; 0 for a group of a single
+    seed) for each metric, and ``n_seeds``; rows in :func:`sort_rows` order. When every group
+    has a single seed there is no spread to show: only the ``<metric>_mean`` columns.
     """
     by, metrics = list(by), list(metrics)
     if not by:
@@ -163,62 +164,78 @@ def summarize(df: pd.DataFrame, by: Sequence[str] = ("variant",),
     out = pd.concat([means.add_suffix("_mean"), stds.add_suffix("_std")], axis=1)
     out = out[[f"{m}_{s}" for m in metrics for s in ("mean", "std")]]
     out["n_seeds"] = df.groupby(by, sort=False).size()
+    if (out["n_seeds"] == 1).all():
+        out = out[[f"{m}_mean" for m in metrics]]
     return sort_rows(out.reset_index(), by)
 
 
-def table1(clean: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 1 as strings, one row per variant: "mean ± sd" over seeds, or the
-    value alone when every variant has one seed.
+def _table1_metrics(num_classes: int | None) -> dict[str, tuple[str, float, int]]:
+    """Table 1's columns; top-5 only with more than 10 classes (with fewer it says little)."""
+    return {m: spec for m, spec in _TABLE1.items()
+            if not (m == "top5" and num_classes is not None and num_classes <= 10)}
+
+
+def table1(clean: pd.DataFrame, num_classes: int | None = None) -> pd.DataFrame:
+    """The paper's Table 1 as strings, one row per variant: "mean ± sd" over seeds and the
+    number of seeds, or the value alone when every variant has one seed.
 
     Index: variant (baseline, ls, im, level, those present); columns ``Model``, ``Top-1 Acc
-    (%)``, ``Top-5 Acc (%)`` (percent, 2 decimals), ``ECE``, ``CE Loss`` (the NLL, nats),
-    ``Brier``, ``ECE (paper script)`` (4 decimals) and ``n seeds``.
+    (%)``, ``Top-5 Acc (%)`` (percent, 2 decimals; left out when ``num_classes`` <= 10),
+    ``ECE``, ``CE Loss`` (the NLL, nats), ``Brier``, ``ECE (paper script)`` (4 decimals).
     """
-    summary = summarize(clean, ("variant",), tuple(_TABLE1))
-    with_sd = bool((summary["n_seeds"] > 1).any())
+    metrics = _table1_metrics(num_classes)
+    summary = summarize(clean, ("variant",), tuple(metrics))
+    with_sd = "n_seeds" in summary
     table = pd.DataFrame({"Model": summary["variant"].map(VARIANT_LABELS)
                           .fillna(summary["variant"])})
-    for metric, (title, scale, decimals) in _TABLE1.items():
-        mean, std = summary[f"{metric}_mean"] * scale, summary[f"{metric}_std"] * scale
-        table[title] = [f"{m:.{decimals}f} ± {s:.{decimals}f}" if with_sd else f"{m:.{decimals}f}"
-                        for m, s in zip(mean, std, strict=True)]
-    table["n seeds"] = summary["n_seeds"].astype(int)
+    for metric, (title, scale, decimals) in metrics.items():
+        mean = summary[f"{metric}_mean"] * scale
+        table[title] = ([f"{m:.{decimals}f} ± {s:.{decimals}f}"
+                         for m, s in zip(mean, summary[f"{metric}_std"] * scale, strict=True)]
+                        if with_sd else [f"{m:.{decimals}f}" for m in mean])
+    if with_sd:
+        table["n seeds"] = summary["n_seeds"].astype(int)
     table.index = pd.Index(summary["variant"], name="variant")
     return table
 
 
-def table1_markdown(clean: pd.DataFrame) -> str:
+def table1_markdown(clean: pd.DataFrame, num_classes: int | None = None) -> str:
     """:func:`table1` as a Markdown table (for ``table1.md``)."""
-    table = table1(clean)
+    table = table1(clean, num_classes)
     header = "| " + " | ".join(table.columns) + " |"
     rule = "|" + "|".join([":---"] + ["---:"] * (len(table.columns) - 1)) + "|"
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *rows]) + "\n"
 
 
-def _table1_numbers(clean: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 as numbers in the table's units: ``<metric>_mean`` (and ``<metric>_sd`` when a
-    variant has several seeds) per metric, ``n_seeds``."""
-    summary = summarize(clean, ("variant",), tuple(_TABLE1))
-    with_sd = bool((summary["n_seeds"] > 1).any())
+def _table1_numbers(clean: pd.DataFrame, num_classes: int | None) -> pd.DataFrame:
+    """Table 1 as numbers in the table's units, rounded two digits past what :func:`table1`
+    shows (no float32 noise):
+    ``<metric>_mean`` (and ``<metric>_sd`` and ``n_seeds`` when a variant has several seeds)."""
+    metrics = _table1_metrics(num_classes)
+    summary = summarize(clean, ("variant",), tuple(metrics))
+    with_sd = "n_seeds" in summary
     out = summary[["variant"]].assign(model=summary["variant"].map(VARIANT_LABELS))
-    for metric, (_, scale, _) in _TABLE1.items():
-        out[f"{metric}_mean"] = summary[f"{metric}_mean"] * scale
+    for metric, (_, scale, decimals) in metrics.items():
+        out[f"{metric}_mean"] = (summary[f"{metric}_mean"] * scale).round(decimals + 2)
         if with_sd:
-            out[f"{metric}_sd"] = summary[f"{metric}_std"] * scale
-    out["n_seeds"] = summary["n_seeds"].astype(int)
+            out[f"{metric}_sd"] = (summary[f"{metric}_std"] * scale).round(decimals + 2)
+    if with_sd:
+        out["n_seeds"] = summary["n_seeds"].astype(int)
     return out
 
 
-def write_table1(clean: pd.DataFrame, folder: str | Path, caption: str = "") -> list[Path]:
+def write_table1(clean: pd.DataFrame, folder: str | Path, caption: str = "",
+                 num_classes: int | None = None) -> list[Path]:
     """Write Table 1 into ``folder``: ``table1.csv`` with numbers (accuracies in percent, one
     mean and, with several seeds, one sd column per metric) and ``table1.md``, the formatted
     view under ``caption``; returns both paths."""
     folder = Path(folder)
     mark_created(folder)
     csv_path, md_path = folder / "table1.csv", folder / "table1.md"
-    atomic_write_text(_table1_numbers(clean).to_csv(index=False), csv_path)
-    atomic_write_text((f"{caption}\n\n" if caption else "") + table1_markdown(clean), md_path)
+    atomic_write_text(_table1_numbers(clean, num_classes).to_csv(index=False), csv_path)
+    atomic_write_text((f"{caption}\n\n" if caption else "")
+                      + table1_markdown(clean, num_classes), md_path)
     return [csv_path, md_path]
 
 

@@ -1,117 +1,168 @@
 """The study's parameters (a profile) and where its files live.
 
-A profile is a YAML file in ``notebooks/profiles/``: every parameter of every notebook, written
-once there. Each notebook's ``parameters`` cell holds only the profile's name and overrides; the
-next cell calls ``load_params`` and gets a validated ``StudyParams``. ``run_all.sh`` validates the
-same way before it runs any notebook.
+A profile is a YAML file in ``notebooks/profiles/``. It holds two kinds of keys:
+
+- the study's own (``STUDY_FIELDS``): which variants, seeds and protocols, the evaluation class,
+  the folders;
+- any field of :class:`imlib.train.TrainConfig` that shapes a run (``TRAINING_FIELDS``): each
+  default is written once, in ``TrainConfig``, and a profile or ``-p FIELD VALUE`` changes it.
+
+Each notebook's ``parameters`` cell holds only the profile's name and overrides; the next cell
+calls ``load_params`` and gets a validated ``StudyParams``. ``run_all.sh`` validates the same way
+before it runs any notebook. Loading a profile resolves no device, so a GPU profile's figures can
+be redrawn on a laptop from runs copied from a server.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
+from imlib._checks import check_int, check_names
 from imlib.data import ImageData
 from imlib.degradations import PAPER_EVAL, TRAIN, DegradationConfig
 from imlib.train import VARIANTS, TrainConfig
 
 __all__ = ["PROJECT_ROOT", "PROFILES_DIR", "EVAL_DEGRADATIONS", "PROTOCOLS", "REFERENCE_CODE",
-           "StudyParams", "profiles", "load_params"]
+           "STUDY_FIELDS", "TRAINING_FIELDS", "StudyRun", "StudyParams", "profiles",
+           "project_path", "parse_override", "load_params"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = PROJECT_ROOT / "notebooks" / "profiles"
 EVAL_DEGRADATIONS = {"paper_eval": PAPER_EVAL, "train": TRAIN}
 
 # How the runs of each variant are set up. "paper": the paper's text, the same for every variant
-# (the profile's own fields). "reference-code": the public code's settings, which differ per
-# variant; each is a TrainConfig field, so an ablation can flip one at a time. The holdout split
-# is kept in both, so each protocol reports both the holdout- and the test-selected epoch.
+# (the profile's own training fields). "reference-code": the public code's scripts
+# (scripts/train_*.py of the author's repository), which differ per variant; each difference is
+# a TrainConfig field, so an ablation can flip one at a time. Those scripts train on all 50,000
+# images in fp32 and keep the epoch of best *test* accuracy; IM's targets spread eps over all K
+# classes, (1 - eps) onehot + eps / K.
 PROTOCOLS = ("paper", "reference-code")
 REFERENCE_CODE = {
-    "all": {"batch_size": 128, "schedule": "cosine", "eta_min": 1e-6, "selection": "test"},
+    "all": {"batch_size": 128, "schedule": "cosine", "eta_min": 1e-6, "selection": "test",
+            "holdout_fraction": 0.0, "amp": False, "im_spread": "all"},
     "baseline": {"lr": 1e-3, "base_augment": True},
     "ls": {"lr": 1e-3, "base_augment": True},
     "im": {"lr": 5e-4, "base_augment": False},
     "level": {"lr": 5e-4, "base_augment": False},  # our control, set up like IM
 }
 
+# TrainConfig fields set per run by the study itself, never by a profile.
+_PER_RUN_FIELDS = ("variant", "seed", "out_dir", "resume")
+TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                        if f.name not in _PER_RUN_FIELDS)
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One training run of the study: its protocol, variant, seed and full config."""
+
+    protocol: str
+    variant: str
+    seed: int
+    config: TrainConfig
+
+    @property
+    def dir(self) -> Path:
+        """The run's folder (history, checkpoints, result.json)."""
+        return Path(self.config.out_dir)
+
+    @property
+    def name(self) -> str:
+        return f"{self.protocol}/{self.variant}/seed{self.seed}"
+
 
 @dataclass(frozen=True)
 class StudyParams:
-    """One profile's parameters; the meaning of each is in the profile files' comments."""
+    """One profile's parameters: the study's own fields and its base ``TrainConfig``.
+
+    ``training`` holds the profile's training settings; its ``variant``, ``seed`` and
+    ``out_dir`` are placeholders that ``train_config`` fills per run.
+    """
 
     profile: str
-    dataset: str
-    model: str
+    training: TrainConfig
     variants: tuple[str, ...]
     seeds: tuple[int, ...]
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    schedule: str
-    selection: str
-    device: str
-    amp: bool
-    compile: bool
-    eval_class: int
-    eval_degradation: str
-    nmi_pairs: int
     runs_dir: str
     figures_dir: str
     protocols: tuple[str, ...] = ("paper",)
+    eval_class: int = 0  # the class of Figs. 3-5 (apple in CIFAR-100)
+    eval_degradation: str = "paper_eval"  # constants of the sweeps: paper_eval | train
+    nmi_pairs: int = 512  # image pairs of notebook 02's NMI validation
     cifar100c_dir: str | None = None  # extracted CIFAR-100-C folder; None skips that section
-    synthetic_per_class: int = 0  # synthetic data only (0 when the dataset is CIFAR-100)
-    synthetic_classes: int = 0
     protocol: str | None = None  # the protocol the paths refer to; None: the first of protocols
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "variants", tuple(self.variants))
-        object.__setattr__(self, "seeds", tuple(self.seeds))
-        object.__setattr__(self, "protocols", tuple(self.protocols))
-        if not self.protocols or any(p not in PROTOCOLS for p in self.protocols):
-            raise ValueError(f"protocols must be a non-empty list drawn from {PROTOCOLS}, "
-                             f"got {list(self.protocols)}")
+        if not isinstance(self.training, TrainConfig):
+            raise ValueError(f"training must be a TrainConfig, got {type(self.training).__name__}")
+        object.__setattr__(self, "variants", check_names(self.variants, VARIANTS, "variants"))
+        object.__setattr__(self, "protocols", check_names(self.protocols, PROTOCOLS, "protocols"))
+        object.__setattr__(self, "seeds", _check_seeds(self.seeds))
         if self.protocol is None:
             object.__setattr__(self, "protocol", self.protocols[0])
         elif self.protocol not in self.protocols:
             raise ValueError(f"protocol must be one of protocols {list(self.protocols)}, "
                              f"got {self.protocol!r}")
-        unknown = [v for v in self.variants if v not in VARIANTS]
-        if not self.variants or unknown:
-            raise ValueError(f"variants must be a non-empty list drawn from {VARIANTS}, "
-                             f"got {list(self.variants)}")
-        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
-                                 for s in self.seeds):
-            raise ValueError(f"seeds must be a non-empty list of ints >= 0, got {list(self.seeds)}")
+        for name in ("runs_dir", "figures_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a folder name, got {value!r}")
         if self.eval_degradation not in EVAL_DEGRADATIONS:
             raise ValueError(f"eval_degradation must be one of {tuple(EVAL_DEGRADATIONS)}, "
                              f"got {self.eval_degradation!r}")
-        for name in ("eval_class", "nmi_pairs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        for variant in self.variants:  # validates the training fields
-            self.train_config(variant, self.seeds[0])
-        classes = self.synthetic_classes if self.dataset == "synthetic" else 100
-        if self.eval_class >= classes:
-            raise ValueError(f"eval_class must lie in [0, {classes}), got {self.eval_class}")
+        check_int(self.nmi_pairs, "nmi_pairs", 1)
+        check_int(self.eval_class, "eval_class", 0)
+        if self.eval_class >= self.num_classes:
+            raise ValueError(f"eval_class must lie in [0, {self.num_classes}), "
+                             f"got {self.eval_class}")
+        if self.cifar100c_dir is not None:
+            if not isinstance(self.cifar100c_dir, str):
+                raise ValueError(f"cifar100c_dir must be a folder or null, "
+                                 f"got {self.cifar100c_dir!r}")
+            if not self.cifar100c.is_dir():
+                raise ValueError(f"cifar100c_dir {self.cifar100c_dir!r} is not a folder; give "
+                                 "the extracted CIFAR-100-C folder, or null to skip it")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> StudyParams:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(fields)}")
-        missing = sorted(n for n, f in fields.items()
-                         if f.default is dataclasses.MISSING and n not in values)
-        if missing:
-            raise ValueError(f"missing parameter(s) {missing}")
-        return cls(**values)
+    @property
+    def num_classes(self) -> int:
+        """K of the profile's data set, known without loading it."""
+        return self.training.synthetic_classes if self.training.dataset == "synthetic" else 100
+
+    # --- the runs ---------------------------------------------------------------------------
+
+    def train_config(self, variant: str, seed: int) -> TrainConfig:
+        """The TrainConfig of one run of the study, under ``self.protocol``."""
+        fields: dict[str, Any] = {"variant": variant, "seed": seed,
+                                  "out_dir": str(self.train_dir(variant, seed))}
+        if self.protocol == "reference-code":
+            fields.update(REFERENCE_CODE["all"], **REFERENCE_CODE[variant])
+        return dataclasses.replace(self.training, **fields)
+
+    def runs(self, protocol: str | None = None) -> list[StudyRun]:
+        """Every run of the study (protocol x variant x seed), or of one protocol, in order."""
+        protocols = self.protocols if protocol is None else (protocol,)
+        runs = []
+        for name in protocols:
+            params = self.for_protocol(name)
+            runs += [StudyRun(name, variant, seed, params.train_config(variant, seed))
+                     for variant in self.variants for seed in self.seeds]
+        return runs
+
+    def for_protocol(self, protocol: str) -> StudyParams:
+        """The same study with its paths and training configs for ``protocol``."""
+        return dataclasses.replace(self, protocol=protocol)
+
+    def load_data(self) -> ImageData:
+        """The profile's data set, as its training runs load it."""
+        return self.training.load_data()
 
     # --- the file layout: the same for every profile, so the notebooks read any of them -------
 
@@ -120,7 +171,7 @@ class StudyParams:
         return path if path.is_absolute() else PROJECT_ROOT / path
 
     @property
-    def runs(self) -> Path:
+    def runs_root(self) -> Path:
         """runs/<profile>: executed notebooks, checkpoints, result tables."""
         return self._path(self.runs_dir)
 
@@ -129,47 +180,105 @@ class StudyParams:
         """The CIFAR-100-C folder (relative paths from the project root), or None."""
         return None if self.cifar100c_dir is None else self._path(self.cifar100c_dir)
 
-    def for_protocol(self, protocol: str) -> StudyParams:
-        """The same study with its paths and training configs for ``protocol``."""
-        return dataclasses.replace(self, protocol=protocol)
-
     @property
     def figures(self) -> Path:
         """paper_figures/<profile>/<protocol>: what notebook 05 writes."""
         return self._path(self.figures_dir) / self.protocol
 
     def train_dir(self, variant: str, seed: int) -> Path:
-        return self.runs / "train" / self.protocol / variant / f"seed{seed}"
+        return self.runs_root / "train" / self.protocol / variant / f"seed{seed}"
 
     @property
     def eval_dir(self) -> Path:
-        return self.runs / "eval" / self.protocol
+        return self.runs_root / "eval" / self.protocol
 
     @property
     def nmi_dir(self) -> Path:
-        return self.runs / "nmi"
+        return self.runs_root / "nmi"
 
     @property
     def eval_degradation_config(self) -> DegradationConfig:
         return EVAL_DEGRADATIONS[self.eval_degradation]
 
-    def load_data(self) -> ImageData:
-        """The profile's data set, as its training runs load it."""
-        return self.train_config(self.variants[0], self.seeds[0]).load_data()
+    def settings(self) -> pd.DataFrame:
+        """A compact table of what this study runs: one row per setting, one column per
+        protocol (the reference-code column shows the settings as they vary per variant)."""
+        rows: dict[str, dict[str, str]] = {}
+        study = {"profile": self.profile, "variants": ", ".join(self.variants),
+                 "seeds": ", ".join(map(str, self.seeds)), "eval class": str(self.eval_class),
+                 "eval degradation": self.eval_degradation}
+        for protocol in self.protocols:
+            column = dict(study)
+            configs = [r.config for r in self.runs(protocol) if r.seed == self.seeds[0]]
+            for name in ("dataset", "model", "epochs", "batch_size", "lr", "schedule",
+                         "base_augment", "im_spread", "holdout_fraction", "selection", "amp",
+                         "device", "compile"):
+                if not hasattr(self.training, name):
+                    continue
+                values = {c.variant: getattr(c, name) for c in configs}
+                distinct = list(dict.fromkeys(values.values()))
+                column[name.replace("_", " ")] = (
+                    str(distinct[0]) if len(distinct) == 1
+                    else ", ".join(f"{v}: {x}" for v, x in values.items()))
+            rows[protocol] = column
+        return pd.DataFrame(rows).rename_axis("setting")
 
-    def train_config(self, variant: str, seed: int) -> TrainConfig:
-        """The TrainConfig of one run of the study, under ``self.protocol``."""
-        fields = dict(dataset=self.dataset, model=self.model, variant=variant,
-                      epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                      weight_decay=self.weight_decay, schedule=self.schedule,
-                      selection=self.selection, seed=seed, device=self.device, amp=self.amp,
-                      compile=self.compile, out_dir=str(self.train_dir(variant, seed)))
-        if self.dataset == "synthetic":
-            fields.update(synthetic_per_class=self.synthetic_per_class,
-                          synthetic_classes=self.synthetic_classes)
-        if self.protocol == "reference-code":
-            fields.update(REFERENCE_CODE["all"], **REFERENCE_CODE[variant])
-        return TrainConfig(**fields)
+
+def _check_seeds(seeds: Any) -> tuple[int, ...]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of ints >= 0, e.g. [0, 1], got {seeds!r}")
+    for seed in seeds:
+        check_int(seed, "each seed", 0)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+    return tuple(seeds)
+
+
+# --- reading profiles and overrides ---------------------------------------------------------
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: ``1e-3`` is a number, not a string."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"""),
+    list("-+0123456789."))
+
+
+def parse_override(text: str) -> Any:
+    """A ``-p KEY VALUE`` value, read as YAML 1.2 (``1e-3`` -> 0.001, ``[0, 1]`` -> a list)."""
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as err:
+        raise ValueError(f"cannot read the value {text!r}: {_yaml_problem(err)}") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    return f"line {mark.line + 1}: {problem}" if mark is not None else problem
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+    try:
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)  # noqa: S506
+    except yaml.YAMLError as err:
+        raise ValueError(f"{shown}: YAML syntax error at {_yaml_problem(err)}") from None
+    if values is None:
+        raise ValueError(f"{shown} is empty; a profile needs at least profile, variants, "
+                         "seeds, runs_dir and figures_dir")
+    if not isinstance(values, dict):
+        raise ValueError(f"{shown} must be a mapping of parameter: value")
+    return values
+
+
+def project_path(path: str | Path) -> str:
+    """``path`` as notebooks print it: relative to the project root when inside it."""
+    path = Path(path).absolute()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
 def profiles() -> list[str]:
@@ -177,13 +286,35 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
+STUDY_FIELDS = tuple(f.name for f in dataclasses.fields(StudyParams)
+                     if f.name not in ("training", "protocol"))
+
+
+def _check_finite_numbers(values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+
+
 def load_params(profile: str = "smoke", overrides: dict[str, Any] | None = None) -> StudyParams:
     """The validated parameters of ``profile`` with ``overrides`` applied on top."""
     if profile not in profiles():
         raise ValueError(f"unknown profile {profile!r}; available: {profiles()}")
-    values = yaml.safe_load((PROFILES_DIR / f"{profile}.yaml").read_text())
-    unknown = sorted(set(overrides or {}) - {f.name for f in dataclasses.fields(StudyParams)})
+    overrides = dict(overrides or {})
+    allowed = set(STUDY_FIELDS) | set(TRAINING_FIELDS)
+    unknown = sorted(set(overrides) - allowed)
     if unknown:
-        allowed = sorted(f.name for f in dataclasses.fields(StudyParams))
-        raise ValueError(f"unknown parameter(s) {unknown}; allowed: {allowed}")
-    return StudyParams.from_dict({**values, **(overrides or {})})
+        raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
+    values = {**_read_profile(PROFILES_DIR / f"{profile}.yaml"), **overrides}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"profile {profile!r} has unknown parameter(s) {unknown}; "
+                         f"allowed: {sorted(allowed)}")
+    missing = sorted(n for n in ("profile", "variants", "seeds", "runs_dir", "figures_dir")
+                     if n not in values)
+    if missing:
+        raise ValueError(f"profile {profile!r} misses parameter(s) {missing}")
+    _check_finite_numbers(values)
+    training = TrainConfig(**{k: v for k, v in values.items() if k in TRAINING_FIELDS})
+    return StudyParams(training=training,
+                       **{k: v for k, v in values.items() if k in STUDY_FIELDS})

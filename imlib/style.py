@@ -23,7 +23,7 @@ from imlib.results import VARIANT_LABELS
 
 __all__ = ["VARIANT_LABELS", "VARIANT_COLORS", "KIND_LABELS", "KIND_COLORS", "KIND_MARKERS",
            "GAP_COLOR", "REFERENCE_COLOR", "CHANCE_LABEL", "TARGET_LABEL", "style",
-           "new_figure", "chance_line", "save_figure"]
+           "new_figure", "chance_line", "save_figure", "show_and_save"]
 
 # Variants: seaborn's colorblind palette (blue, orange, green, pink).
 VARIANT_COLORS = {"baseline": "#0173b2", "ls": "#de8f05", "im": "#029e73", "level": "#cc78bc"}
@@ -76,4 +76,14 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
+    return path
+
+
+def show_and_save(fig: Figure, path: str | Path, title: str | None = None) -> Path:
+    """Write ``fig`` with :func:`save_figure` and display it in the notebook, under ``title``
+    (Markdown, bold) when given; returns the path."""
+    from IPython.display import Markdown, display
+
+    path = save_figure(fig, path)
+    display(*([Markdown(f"**{title}**")] if title else []), fig)
     return path

@@ -36,11 +36,12 @@ import torch
 from imlib.degradations import KINDS
 from imlib.labels import hard, information_matching, smoothed, soft_cross_entropy
 from imlib.nmi import nmi
-from imlib.nmi_study import degradation_grid, photograph, plot_image_grid
+from imlib.nmi_study import degradation_grid, photograph
 from imlib.study import load_params
+from imlib.thumbnails import plot_image_grid
 
 params = load_params(profile, overrides)
-params
+params.settings()
 
 # %% [markdown]
 # ## 1 · Entropy and mutual information, by hand
@@ -153,18 +154,16 @@ levels = (0.0, 0.25, 0.5, 0.75, 1.0)
 tiles, scores = degradation_grid(photo, KINDS, levels, seed=0)
 plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in levels],
                 title="astronaut, 64 × 64")
-plt.show()
 
 # %% [markdown]
-# Then one image of the study's data set (`params.dataset`), 32 × 32:
+# Then one image of the study's data set (`params.training.dataset`), 32 × 32:
 
 # %%
 data = params.load_data()
 image = data.x_train[:1].float() / 255
 tiles, scores = degradation_grid(image, KINDS, levels, seed=0)
 plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in levels],
-                title=f"{params.dataset}: {data.classes[int(data.y_train[0])]}, 32 × 32")
-plt.show()
+                title=f"{params.training.dataset}: {data.classes[int(data.y_train[0])]}, 32 × 32")
 
 # %% [markdown]
 # What to notice: NMI falls with the level for every kind, but **not at the same pace**.
@@ -189,7 +188,6 @@ plt.show()
 low = (0.0, 0.02, 0.05, 0.1, 0.2)
 tiles, scores = degradation_grid(photo, KINDS, low, seed=0)
 plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in low], title="astronaut, small levels")
-plt.show()
 
 # %% [markdown]
 # Noise and blur have done most of their work by d = 0.05, while dropout has only removed a

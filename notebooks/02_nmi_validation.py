@@ -38,14 +38,16 @@ import dataclasses
 import matplotlib.pyplot as plt
 import seaborn as sns
 import torch
+from IPython.display import Markdown
 
 from imlib.degradations import KINDS, random_degrade
 from imlib.nmi_study import (BINS, LEVELS, eps_distribution, loop_vs_batched_throughput,
                              nmi_by_level, sample_images, save_tables, sklearn_agreement)
+from imlib.report import nmi_floor
 from imlib.study import load_params
 
 params = load_params(profile, overrides)
-params
+params.settings()
 
 # %% [markdown]
 # `params.nmi_pairs` images drawn from the training split (the images IM degrades during
@@ -54,7 +56,7 @@ params
 # %%
 data = params.load_data()
 x = sample_images(data, params.nmi_pairs, seed=0)
-print(f"{len(x)} images {tuple(x.shape[1:])} from {params.dataset}")
+print(f"{len(x)} images {tuple(x.shape[1:])} from {params.training.dataset}")
 
 # %% [markdown]
 # ## 1 · imlib against scikit-learn
@@ -125,7 +127,7 @@ for kind, rows in by_level.groupby("kind", sort=False):
     ax.fill_between(rows["level"], rows["q10"], rows["q90"], alpha=0.2)
 ax.plot([0, 1], [1, 0], color="grey", linestyle=":", label="1 − d (the level control)")
 ax.set(xlabel="degradation level d", ylabel="NMI (64 bins)", ylim=(0, 1.02),
-       title=f"NMI vs level on {len(x)} {params.dataset} images (band: 10–90 %)")
+       title=f"NMI vs level on {len(x)} {params.training.dataset} images (band: 10–90 %)")
 ax.legend()
 plt.show()
 
@@ -141,10 +143,11 @@ plt.show()
 #     pixel range; blur σ = 2.5 px) and then flatten.
 #   - `mosaic` is the identity below d = 0.25 (block size 1), drops at once when the blocks
 #     reach 2 × 2, and ends at 0 (one colour per channel).
-# - **Noise and blur never reach 0.** With 1,024 pixels for 64 × 64 joint bins the histogram
-#   estimator reads chance coincidences as shared information, so pure noise keeps a floor
-#   near 0.25 on these images; a blurred image has fewer distinct values and a lower floor.
-#   IM therefore never gives a diffusion-degraded image the full eps = 0.9.
+# - **Only noise keeps a floor.** With 1,024 pixels for 64 × 64 joint bins the histogram
+#   estimator reads chance coincidences as shared information, so pure noise never scores 0,
+#   and IM never gives a diffusion-degraded image the full eps = 0.9. Blur, mosaic and
+#   dropout can remove the information altogether (one colour per channel, every patch
+#   dropped): their NMI reaches 0 at the strongest levels. Section 3 measures both.
 # - The bands are narrow: NMI depends mostly on the kind and the level, little on the image.
 #
 # This is what separates IM from the `level` control of notebook 03 (eps = d): for `dropout`
@@ -181,10 +184,20 @@ summary.rename(columns={"eps": "mean eps", "clamped": "fraction at the clamp"}).
 #   `blur` piles up at the 0.9 clamp, and `mosaic` splits into eps = 0 (d < 0.25, nothing
 #   changed) and eps near the clamp. On these images IM's per-sample adaptivity acts mostly
 #   through the *kind* of degradation, much less through its level.
-# - The mean eps is large (about 0.7 on the synthetic data of the smoke profile): the typical
-#   degraded training image gets a target whose true class holds well under half of the mass,
-#   far softer than LS's fixed 0.1. This mean is what notebook 03 logs as `mean_eps` for IM
+# - The mean eps is large: the typical degraded training image gets a target whose true class
+#   holds far less than LS's fixed 0.9. This mean is what notebook 03 logs as `mean_eps` for IM
 #   (there the images are also cropped and flipped first, so it differs slightly).
+#
+# Per kind, the lowest NMI a draw reached and the share of draws IM clamps at eps = 0.9:
+
+# %%
+floor = nmi_floor(eps)
+Markdown(f"Mean eps over all draws: **{eps['eps'].mean():.2f}**. "
+         + "; ".join(f"`{kind}`: lowest NMI {row.lowest_nmi:.2f}, "
+                     f"{100 * row.at_clamp:.0f} % of draws at the clamp"
+                     for kind, row in floor.iterrows()) + ".")
+
+# %% [markdown]
 #
 # ## 4 · How many bins?
 #
@@ -217,12 +230,12 @@ by_bins[by_bins["level"] == 1.0].pivot(index="bins", columns="kind", values="mea
 #
 # - Within a kind, NMI falls with the level for every number of bins: the ranking of levels
 #   does not depend on the bins.
-# - The values do, and mostly through the bias: pure noise scores about 0.03 at 16 bins and
-#   over 0.5 at 256. `dropout` barely moves, because its kept pixels are exact copies and its
-#   dropped ones are constant.
-# - Even the ranking *across* kinds can flip: here, at 16 bins, pure noise (diffusion at d = 1)
-#   scores below a strong blur; from 32 bins on it scores above it. How IM weighs a noisy
-#   sample against a blurred one is therefore partly a property of the estimator.
+# - The values do, and mostly through the bias: pure noise (diffusion at d = 1) scores far
+#   more with many bins than with few (the table above). `dropout` barely moves, because its
+#   kept pixels are exact copies and its dropped ones are constant.
+# - Even the ranking *across* kinds can change with the bins, where pure noise and a strong
+#   blur score close to each other: how IM weighs a noisy sample against a blurred one is
+#   then partly a property of the estimator.
 #
 # So eps = 1 − NMI is a convention tied to the 64 bins and to the image size (the floor moves
 # with the number of pixels), not an absolute measure of information: CIFAR-100's 32 × 32
@@ -264,7 +277,7 @@ print(*sorted(p.name for p in params.nmi_dir.iterdir()), sep="\n")
 # %% [markdown]
 # **Conclusion.** `imlib.nmi` computes exactly the paper's channel-averaged NMI (scikit-learn
 # agrees to float rounding, with one documented convention for constant channels). It falls
-# with the level for every kind, at very different rates, with a floor for noise and blur, so
+# with the level for every kind, at very different rates, with a floor for noise only, so
 # the eps IM trains with depends mostly on the kind of degradation. The values depend on the
 # number of bins and the image size: the paper's 64 bins on 32 × 32 images are part of the
 # method, not a detail of its implementation.

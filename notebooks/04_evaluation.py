@@ -35,33 +35,36 @@
 # %% tags=["parameters"]
 profile = "smoke"  # notebooks/profiles/<profile>.yaml: smoke | cpu | paper
 overrides = {}  # any key of the profile, e.g. {"epochs": 3, "device": "cpu"}
+interactive = True  # sliders to probe the models; run_all.sh sets False (a static grid)
 
 # %%
 import dataclasses
 
 import pandas as pd
-import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from imlib.degradations import PAPER_EVAL, TRAIN
-from imlib.evaluate import evaluate_study, save_results, table1
-from imlib.metrics import ece, ece_paper_script
-from imlib.plots import nmi_vs_level, reliability_diagram
-from imlib.study import load_params
+from imlib.evaluate import evaluate_study
+from imlib.explorer import explorer, static_view
+from imlib.plots import accuracy_vs_level, confidence_vs_nmi, nmi_vs_level, reliability_diagram
+from imlib.report import calibration_estimators, order_effect
+from imlib.results import save_results, table1
+from imlib.study import load_params, project_path
+from imlib.train import load_model
 
 params = load_params(profile, overrides)
-params
+params.settings()
 
 # %% [markdown]
 # The test split, and the class whose images the paper follows under degradation
-# (`params.eval_class`: apple in CIFAR-100, `class_0` on the synthetic set of the smoke
-# profile).
+# (`params.eval_class`: apple, class 0, in CIFAR-100; on the synthetic set of the smoke profile
+# a class the small CNN learns).
 
 # %%
 data = params.load_data()
 class_name = data.classes[params.eval_class]
 n_class = int((data.y_test == params.eval_class).sum())
-print(f"{params.dataset}: {len(data.y_test)} test images, {data.num_classes} classes; "
+print(f"{params.training.dataset}: {len(data.y_test)} test images, {data.num_classes} classes; "
       f"class {params.eval_class} ({class_name!r}) has {n_class} of them")
 
 # %% [markdown]
@@ -84,11 +87,15 @@ constants
 # %% [markdown]
 # ## Evaluate every model
 #
-# `evaluate_study` loads each run's `best.pt` (the epoch selected in notebook 03), computes
-# its clean metrics, runs the 4 kinds × 11 levels sweep (once in each evaluation order, see
-# below) and the two reliability tables, and stacks the rows of all variants and seeds.
-# `save_results` writes them as CSV files, one folder per protocol (`params.for_protocol(p)` is
-# the same study with that protocol's paths).
+# `evaluate_study` first checks that every run of the protocol is finished and was trained
+# with the settings this profile asks for (a run killed half-way, or trained with other
+# options, stops the notebook with the run's folder and the command that fixes it). Then it
+# loads each run's `best.pt` (the epoch selected in notebook 03), computes its clean metrics,
+# runs the 4 kinds × 11 levels sweep (in each evaluation order, see below; blur and mosaic
+# give the same numbers in both, so they are computed once) and the two reliability tables,
+# and stacks the rows of all variants and seeds. `save_results` writes them as CSV files, one
+# folder per protocol, with the settings of the runs evaluated in `meta.json`
+# (`params.for_protocol(p)` is the same study with that protocol's paths).
 
 # %%
 results = {}
@@ -96,16 +103,16 @@ for protocol in params.protocols:
     study = params.for_protocol(protocol)
     results[protocol] = evaluate_study(study, data)
     save_results(results[protocol], study.eval_dir, params=dataclasses.asdict(study))
-    print(f"{protocol}: {len(results[protocol].clean)} models -> {study.eval_dir}")
+    print(f"{protocol}: {len(results[protocol].clean)} models -> {project_path(study.eval_dir)}")
 
 # %% [markdown]
 # ## Table 1: the clean test split
 #
-# One row per protocol and variant, mean ± standard deviation over seeds (± 0 with a single
-# seed). The columns:
+# One row per protocol and variant, the mean ± standard deviation over seeds when the profile
+# trains several (a single value with one seed). The columns:
 #
 # - **Top-1 / Top-5 Acc (%)**: how often the true class is the most probable one, or among the
-#   five most probable ones.
+#   five most probable ones (top-5 only when there are more than 10 classes).
 # - **ECE**, the expected calibration error as the literature uses it (Guo et al. 2017):
 #   sort the test images by their top-1 confidence into 15 equal-width bins, and average
 #   |accuracy − mean confidence| over the bins, each weighted by its share of the images. 0
@@ -120,38 +127,41 @@ for protocol in params.protocols:
 #   which is what the paper's ECE column reports.
 
 # %%
-pd.concat({protocol: table1(r.clean) for protocol, r in results.items()}, names=["protocol"])
+pd.concat({protocol: table1(r.clean, data.num_classes) for protocol, r in results.items()}, names=["protocol"])
 
 # %% [markdown]
 # ### Why the paper script's ECE reads high
 #
-# The paper's script splits the test set into batches of 100 images and, per batch, averages
-# |accuracy − confidence| over its *non-empty* bins (10 of them) **without weighting by their
-# size**; then it averages over batches. With 100 images in 10 bins many bins hold one or two
-# images, and a bin with one image has a gap of |0 or 1 − its confidence|, large whatever the
-# model. These tiny bins count as much as full ones, so the estimate stays far from 0 even for
-# a perfectly calibrated model, and it changes with the batch size and the order of the test
-# set. It is not the ECE of the literature, and its numbers cannot be compared with it.
+# The paper's script (`compute_ece` in its `evaluate.py`) walks the test set in batches of 100
+# images and, for every batch and each of its 10 bins that holds any image, records one cell
+# |accuracy − confidence|; the estimate is the **unweighted** mean over all those cells. With
+# 100 images in 10 bins many cells hold one or two images, and a cell with one image has a gap
+# of |0 or 1 − its confidence|, large whatever the model. These tiny cells count as much as
+# full ones, so the estimate stays far from 0 even for a perfectly calibrated model, and it
+# changes with the batch size and the order of the test set. It is not the ECE of the
+# literature, and its numbers cannot be compared with it.
 #
 # A model that is calibrated **by construction** shows it: 10,000 random predictions over 100
-# classes (CIFAR-100's test set size), each label drawn from the prediction itself.
+# classes (CIFAR-100's test set size), each label drawn from the prediction itself
+# (`calibrated`), and the same predictions sharpened (`overconfident`: a real calibration
+# error).
 
 # %%
-generator = torch.Generator().manual_seed(0)
-probs = torch.softmax(3 * torch.randn(10_000, 100, generator=generator), dim=1)
-labels = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-print(f"standard ECE (15 bins, weighted):           {ece(probs, labels):.4f}")
-print(f"paper-script ECE (10 bins, batches of 100): {ece_paper_script(probs, labels):.4f}")
+estimators = calibration_estimators(n=10_000, num_classes=100).set_index("predictions")
+estimators.round(4)
+
+# %%
+calibrated = estimators.loc["calibrated"]
+Markdown(f"On the calibrated predictions the standard ECE reads {calibrated['ece']:.3f}, close "
+         f"to 0 as it should; the paper-script estimator reads {calibrated['ece_paper_script']:.3f}"
+         ", a calibration error that is not there, about the size of the paper's whole ECE "
+         "column (0.11 to 0.17). On the overconfident predictions both see the real error. So "
+         "compare the `ECE (paper script)` column with the paper's ECE column (like for like), "
+         "and the `ECE` column with the rest of the literature. The `reference-code` rows choose "
+         "each run's best epoch on the test set itself, as the paper did, so their test numbers "
+         "are slightly optimistic.")
 
 # %% [markdown]
-# The standard ECE is close to 0, as it should be; the paper-script estimator reports about
-# 0.12, a calibration error that is not there, and about the size of the paper's whole ECE
-# column (0.11 to 0.17). So, in the table above, compare the
-# `ECE (paper script)` column with the paper's ECE column (like for like), and use the `ECE`
-# column to compare with the rest of the literature. One more caution when reading the
-# `reference-code` rows: that protocol chooses each run's best epoch on the test set itself, as
-# the paper did, so its test numbers are slightly optimistic.
-#
 # ## Degradation sweeps
 #
 # One row per variant, seed, kind, level, subset (`all`: the whole test split; `class`: the
@@ -173,30 +183,30 @@ all_orders.head(8)
 # of pixels) the order does not matter. For diffusion it does, because its last step clamps to
 # [0, 1], which on a normalised tensor wipes out every below-average value; and for dropout a
 # zeroed patch becomes the mean colour instead of black. The sweep is run both ways
-# (`order` column); accuracy on the whole test split, mean over variants and seeds, for the
-# first protocol:
+# (`order` column). Mean true-class confidence on the whole test split, over levels and seeds,
+# in each order, for the first protocol:
 
 # %%
-all_orders.query("subset == 'all' and protocol == @params.protocol").pivot_table(
-    index=["kind", "order"], columns="level", values="accuracy", sort=False).round(3)
+order_effect(all_orders.query("protocol == @params.protocol")).round(3)
 
 # %% [markdown]
-# Blur and mosaic give the same row twice; diffusion and dropout differ. The rest of this
-# notebook, like the figures of notebook 05, uses the training order, `degrade_first`: the
-# models are evaluated on the kind of images they were trained on.
+# Blur and mosaic give the same numbers in both orders (their sweep is computed once);
+# diffusion and dropout differ. The rest of this notebook, like the figures of notebook 05,
+# uses the training order, `degrade_first`: the models are evaluated on the kind of images they
+# were trained on.
 
 # %%
 sweeps = all_orders.query("order == 'degrade_first'")
 
 # %% [markdown]
-# **Accuracy on the whole test split**, per kind, protocol and variant (columns: the level d,
-# mean over seeds). At d = 0 every kind is the identity (up to a blur of σ = 0.01 pixels), so
-# the first column repeats Table 1's top-1.
+# **Accuracy on the whole test split** against the level, one panel per kind, one line per
+# variant (mean over seeds), for each protocol. At d = 0 every kind is the identity (up to a
+# blur of σ = 0.01 pixels), so the lines start at Table 1's top-1.
 
 # %%
-accuracy = sweeps.query("subset == 'all'").pivot_table(
-    index=["kind", "protocol", "variant"], columns="level", values="accuracy", sort=False)
-accuracy.round(3)
+for protocol, r in results.items():
+    display(Markdown(f"**{protocol} protocol**"),
+            accuracy_vs_level(r.sweeps, num_classes=data.num_classes, class_name=class_name))
 
 # %% [markdown]
 # **Confidence in the true class under mosaic, on the images of the class** (the numbers of
@@ -231,12 +241,28 @@ sweeps.query("subset == 'class'").pivot_table(
 nmi_vs_level(sweeps)
 
 # %% [markdown]
+# ## IM's claim: confidence follows the information left
+#
+# IM trains a degraded image towards confidence 1 − eps in its true class, with eps =
+# clamp(1 − NMI, 0, 0.9): a model that learned its targets reports the information its input
+# kept. Every (kind, level) condition of the sweep is one point per variant: mean NMI of the
+# degraded images against the mean true-class confidence the model gives them. The black line
+# is IM's target; the baseline's target is 100 % everywhere, LS's 1 − eps + eps / K.
+
+# %%
+for protocol, r in results.items():
+    im_config = params.for_protocol(protocol).train_config("im", params.seeds[0])
+    display(Markdown(f"**{protocol} protocol**"),
+            confidence_vs_nmi(r.sweeps, num_classes=data.num_classes,
+                              max_eps=im_config.im_max_eps, spread=im_config.im_spread))
+
+# %% [markdown]
 # What to notice: diffusion noise removes most of the information by d = 0.1 already; mosaic
 # keeps all of it below d = 0.25 (blocks of one pixel) and loses most of it at once when the
 # blocks reach 2 × 2; dropout loses it gradually, about in proportion to the patches dropped.
 # With the `paper_eval` constants blur stops changing after the first levels: the kernel is
 # capped at 11 pixels, so beyond σ ≈ 3 a larger σ barely changes the (truncated) kernel.
-# The sweep's accuracy table above shows the same plateau.
+# The accuracy panels above show the same plateau.
 #
 # ## Reliability diagrams
 #
@@ -248,8 +274,7 @@ nmi_vs_level(sweeps)
 
 # %%
 for protocol, r in results.items():
-    print(f"{protocol} protocol")
-    display(reliability_diagram(r.reliability, "clean"))
+    display(Markdown(f"**{protocol} protocol**"), reliability_diagram(r.reliability, "clean"))
 
 # %% [markdown]
 # The same under mosaic at d = 0.5 (8 × 8 blocks: a 4 × 4 grid of colours), where much of the
@@ -259,8 +284,31 @@ for protocol, r in results.items():
 
 # %%
 for protocol, r in results.items():
-    print(f"{protocol} protocol")
-    display(reliability_diagram(r.reliability, "mosaic_0.5"))
+    display(Markdown(f"**{protocol} protocol**"),
+            reliability_diagram(r.reliability, "mosaic_0.5"))
+
+# %% [markdown]
+# ## Probe the models yourself
+#
+# The author shipped a slider tool (`evaluate_model_sliders.py`) to look at one image at a
+# time. Here the same idea: pick a test image, a kind, a level d and the number of histogram
+# bins; the explorer shows the degraded image, its NMI, IM's eps and soft target, and what each
+# variant's model (first seed, first protocol) predicts for it. The degradation uses the
+# training constants, as IM's targets do. Run headless (`run_all.sh`), it draws a few settings
+# as a static grid instead of the sliders.
+
+# %%
+models = {run.variant: load_model(run.dir / "best.pt", params.training.device)[0]
+          for run in params.runs(params.protocol) if run.seed == params.seeds[0]}
+probe_args = dict(images=data.x_test, labels=data.y_test, class_names=data.classes,
+                  models=models, mean=data.mean, std=data.std)
+first_of_class = int((data.y_test == params.eval_class).nonzero()[0])
+if interactive:
+    display(explorer(**probe_args))
+else:
+    display(static_view(**probe_args, settings=[(first_of_class, kind, 0.5, 64)
+                                                for kind in ("diffusion", "blur", "mosaic")]
+                        + [(first_of_class, "mosaic", 0.9, 64)]))
 
 # %% [markdown]
 # ## CIFAR-100-C: corruptions the models were not trained on
@@ -276,26 +324,22 @@ for protocol, r in results.items():
 # The data set is a separate 2.9 GB download (`CIFAR-100-C.tar` from
 # https://zenodo.org/records/3555552). Set the profile's `cifar100c_dir` to the extracted folder
 # (the one holding `gaussian_noise.npy`, ..., `labels.npy`). With `cifar100c_dir: null` (the
-# default), a folder that is missing or incomplete, or models not trained on CIFAR-100, this
-# section says why and is skipped. The files are read one corruption and severity at a time,
-# memory-mapped (about 30 MB at a time instead of 2.3 GB).
+# default) or models not trained on CIFAR-100, this section says why and is skipped. A missing
+# folder, or a file that is absent, truncated or of the wrong size, stops the notebook with
+# the file named. The files are read one corruption and severity at a time, memory-mapped
+# (about 30 MB at a time instead of 2.3 GB).
 
 # %%
-from imlib.data import iter_cifar100c
-from imlib.evaluate import corruption_summary, evaluate_corruptions, summarize
+from imlib.corruptions import corruption_summary, evaluate_corruptions
+from imlib.results import summarize
 
 # %%
 cifar100c_dir, skip_reason = params.cifar100c, None
 if cifar100c_dir is None:
     skip_reason = "cifar100c_dir is null in this profile"
-elif params.dataset != "cifar100":
-    skip_reason = f"the models were trained on {params.dataset!r}, not CIFAR-100"
-else:
-    try:
-        iter_cifar100c(cifar100c_dir)  # checks every file, reads no image
-    except (FileNotFoundError, ValueError) as err:
-        skip_reason = str(err)
-print(f"skipped: {skip_reason}" if skip_reason else f"CIFAR-100-C from {cifar100c_dir}")
+elif params.training.dataset != "cifar100":
+    skip_reason = f"the models were trained on {params.training.dataset!r}, not CIFAR-100"
+print(f"skipped: {skip_reason}" if skip_reason else "CIFAR-100-C: every file is checked first")
 
 # %% [markdown]
 # Every model (protocol, variant, seed) on the 15 × 5 sets: top-1 accuracy, NLL and ECE (15

@@ -42,16 +42,18 @@ overrides = {}  # any key of the profile, e.g. {"epochs": 3, "device": "cpu"}
 import json
 
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from imlib.evaluate import load_histories, load_results, table1, table1_markdown
-from imlib.plots import (clean_metrics_bars, confidence_heatmap, confidence_per_kind,
-                         confidence_vs_level, reliability_diagram, save_figure,
-                         training_curves)
-from imlib.study import load_params
+from imlib.plots import (clean_metrics_bars, confidence_heatmap, confidence_kinds_overlaid,
+                         confidence_per_kind, confidence_vs_level, confidence_vs_nmi,
+                         reliability_diagram, training_curves)
+from imlib.results import load_histories, load_results, table1, write_table1
+from imlib.paper import PAPER_TABLE1
+from imlib.study import load_params, project_path
+from imlib.style import show_and_save
 
 params = load_params(profile, overrides)
-params
+params.settings()
 
 # %% [markdown]
 # The saved results of every training protocol of the profile (`paper`: the paper's text;
@@ -59,17 +61,23 @@ params
 # figures go to. The sweeps are drawn in the training order (degrade, then normalise; notebook
 # 04 shows what the paper script's other order changes). `written` collects every file this
 # notebook writes.
+#
+# Figures and Table 1 come from one set of runs: those the profile asks for, each finished
+# and trained with the profile's settings. A run that is not (killed half-way, trained with
+# other options, a damaged history) stops the notebook naming it and the fix, and so does an
+# evaluation folder whose recorded runs differ from the profile's (then rerun
+# `./run_all.sh --only 04_evaluation`).
 
 # %%
 studies = {protocol: params.for_protocol(protocol) for protocol in params.protocols}
-results = {protocol: load_results(study.eval_dir) for protocol, study in studies.items()}
 histories = {protocol: load_histories(study) for protocol, study in studies.items()}
+results = {protocol: load_results(study.eval_dir, study) for protocol, study in studies.items()}
 sweeps = {p: r.sweeps.query("order == 'degrade_first'") for p, r in results.items()}
 settings = results[params.protocol].settings
 class_name = settings["class_name"]
 written = []
 print(f"{settings['dataset']}, {settings['n_test']} test images, class {class_name!r}; "
-      f"figures into {[str(s.figures) for s in studies.values()]}")
+      f"figures into {[project_path(s.figures) for s in studies.values()]}")
 
 # %% [markdown]
 # Where the results come from: each `meta.json` written by notebook 04 records when and
@@ -82,15 +90,14 @@ pd.DataFrame({p: m["provenance"] for p, m in meta.items()})
 # %% [markdown]
 # ## Fig. 1 · Training curves
 #
-# Loss and top-1 accuracy per epoch, mean ± sd over seeds: dashed on the degraded training
-# batches (each variant against its own targets), solid on the clean held-out split.
+# Loss and top-1 accuracy per epoch (thick: mean over seeds, thin: each seed), one column per
+# split: the degraded training batches (each variant against its own targets), the clean test
+# set (the paper's "validation" curves) and, when the runs held one out, the clean holdout split.
 
 # %%
 for protocol, study in studies.items():
     fig = training_curves(histories[protocol])
-    written.append(save_figure(fig, study.figures / "fig1_training_curves.png"))
-    print(f"{protocol} protocol")
-    display(fig)
+    written.append(show_and_save(fig, study.figures / "fig1_training_curves.png", f"{protocol} protocol"))
 
 # %% [markdown]
 # The paper's Fig. 1 (100 epochs of ResNet-18 on CIFAR-100; its "validation" curves are the
@@ -107,34 +114,30 @@ for protocol, study in studies.items():
 # explains the difference):
 
 # %%
-pd.DataFrame({"Top-1 Acc (%)": [63.24, 55.94, 55.43], "Top-5 Acc (%)": [85.14, 82.07, 82.35],
-              "ECE (paper script)": [0.1366, 0.1121, 0.1738],
-              "CE Loss": [1.5724, 1.7069, 1.8251]},
-             index=pd.Index(["IM", "LS", "Baseline"], name="paper"))
+pd.DataFrame(PAPER_TABLE1).T.rename_axis("paper")
 
 # %% [markdown]
-# Ours, mean ± sd over seeds, per protocol; each protocol's table is written as `table1.md`
-# (captioned with how its best epoch was chosen: on the test set under `reference-code`, as
-# the paper did) and `table1.csv` into its folder:
+# Ours, mean ± sd over seeds (the value alone with one seed), per protocol; each protocol's
+# table is written into its folder as `table1.csv` (numbers: a mean and an sd column per
+# metric, accuracies in %) and `table1.md` (the formatted view, captioned with how the best
+# epoch was chosen: on the test set under `reference-code`, as the paper did):
 
 # %%
+chosen_on = {"test": "the test set, as the paper did", "holdout": "the holdout split",
+             "last": "none (last epoch)"}
 for protocol, study in studies.items():
-    clean = results[protocol].clean
-    selection = study.train_config(params.variants[0], params.seeds[0]).selection
-    chosen_on = {"test": "the test set, as the paper did", "holdout": "the holdout split",
-                 "last": "none (last epoch)"}[selection]
-    caption = f"Table 1, {protocol} protocol; best epoch chosen on {chosen_on}.\n\n"
-    (study.figures / "table1.md").write_text(caption + table1_markdown(clean), encoding="utf-8")
-    table1(clean).to_csv(study.figures / "table1.csv")
-    written += [study.figures / "table1.md", study.figures / "table1.csv"]
-    print(f"{protocol} protocol")
-    display(table1(clean))
+    selection = study.runs(protocol)[0].config.selection
+    caption = f"Table 1, {protocol} protocol; best epoch chosen on {chosen_on[selection]}."
+    written += write_table1(results[protocol].clean, study.figures, caption,
+                            num_classes=params.num_classes)
+    display(Markdown(f"**{protocol} protocol**"), table1(results[protocol].clean, params.num_classes))
 
 # %% [markdown]
 # Compare like for like: top-1, top-5 and CE loss with the paper's columns of the same name,
-# and the paper's ECE with `ECE (paper script)`. That estimator reads around 0.12 even for a
-# model that is perfectly calibrated by construction (notebook 04), about the size of the
-# paper's whole ECE column, so the paper's ECE differences say little about calibration; the
+# and the paper's ECE with `ECE (paper script)`. That estimator stays far from 0 even for a
+# model that is perfectly calibrated by construction (notebook 04 measures how far), about the
+# size of the paper's whole ECE column, so the paper's ECE differences say little about
+# calibration; the
 # `ECE` column (15 bins, Guo et al.) is the one to compare with other work. The
 # `reference-code` protocol chooses its best epoch on the test set, as the paper did, which
 # flatters every number of its table a little.
@@ -143,28 +146,26 @@ for protocol, study in studies.items():
 
 # %%
 for protocol, study in studies.items():
-    fig = clean_metrics_bars(results[protocol].clean)
-    written.append(save_figure(fig, study.figures / "fig2_clean_metrics.png"))
-    print(f"{protocol} protocol")
-    display(fig)
+    fig = clean_metrics_bars(results[protocol].clean, num_classes=params.num_classes)
+    written.append(show_and_save(fig, study.figures / "fig2_clean_metrics.png", f"{protocol} protocol"))
 
 # %% [markdown]
 # The paper's Fig. 2 draws the four numbers of its Table 1 per variant (IM 63.24 / 85.14 /
-# 1.57 / 0.14, LS 55.94 / 82.07 / 1.71 / 0.11, baseline 55.43 / 82.35 / 1.83 / 0.17). Ours
-# adds error bars over seeds and, in the ECE panel, uses the standard ECE: its bars are not on
-# the paper's scale (see Table 1 above).
+# 1.57 / 0.14, LS 55.94 / 82.07 / 1.71 / 0.11, baseline 55.43 / 82.35 / 1.83 / 0.17), marked
+# in black on ours. Ours adds error bars when the profile trains several seeds, and its ECE
+# panel uses the paper script's
+# estimator so that the marks compare like for like (the standard ECE is in Table 1 above).
 #
 # ## Fig. 3 · Confidence vs mosaic level, one class
 #
 # The mean probability each variant gives to the true class of the test images of class
-# `class_name` (apple in CIFAR-100), mosaic at d = 0, 0.1, …, 1; band: ± sd over seeds.
+# `class_name` (apple in CIFAR-100), mosaic at d = 0, 0.1, …, 1; thin lines: each seed.
 
 # %%
 for protocol, study in studies.items():
-    fig = confidence_vs_level(sweeps[protocol], "mosaic", "class", class_name=class_name)
-    written.append(save_figure(fig, study.figures / f"fig3_confidence_mosaic_{class_name}.png"))
-    print(f"{protocol} protocol")
-    display(fig)
+    fig = confidence_vs_level(sweeps[protocol], "mosaic", "class", class_name=class_name,
+                              num_classes=params.num_classes)
+    written.append(show_and_save(fig, study.figures / f"fig3_confidence_mosaic_{class_name}.png", f"{protocol} protocol"))
 
 # %% [markdown]
 # The paper's Fig. 3 follows apple images (five of them drawn one by one above the mean) at
@@ -179,7 +180,8 @@ for protocol, study in studies.items():
 # shows only the class):
 
 # %%
-confidence_vs_level(sweeps[params.protocol], "mosaic", "all", class_name=class_name)
+confidence_vs_level(sweeps[params.protocol], "mosaic", "all", class_name=class_name,
+                    num_classes=params.num_classes)
 
 # %% [markdown]
 # ## Fig. 4 · Heatmap: variant × mosaic level, one class
@@ -187,9 +189,7 @@ confidence_vs_level(sweeps[params.protocol], "mosaic", "all", class_name=class_n
 # %%
 for protocol, study in studies.items():
     fig = confidence_heatmap(sweeps[protocol], "mosaic", "class", class_name=class_name)
-    written.append(save_figure(fig, study.figures / f"fig4_heatmap_mosaic_{class_name}.png"))
-    print(f"{protocol} protocol")
-    display(fig)
+    written.append(show_and_save(fig, study.figures / f"fig4_heatmap_mosaic_{class_name}.png", f"{protocol} protocol"))
 
 # %% [markdown]
 # The paper's Fig. 4 draws one heatmap per model with one row per *image* (five apple images)
@@ -201,10 +201,9 @@ for protocol, study in studies.items():
 
 # %%
 for protocol, study in studies.items():
-    fig = confidence_per_kind(sweeps[protocol], "class", class_name=class_name)
-    written.append(save_figure(fig, study.figures / f"fig5_confidence_per_kind_{class_name}.png"))
-    print(f"{protocol} protocol")
-    display(fig)
+    fig = confidence_per_kind(sweeps[protocol], "class", class_name=class_name,
+                              num_classes=params.num_classes)
+    written.append(show_and_save(fig, study.figures / f"fig5_confidence_per_kind_{class_name}.png", f"{protocol} protocol"))
 
 # %% [markdown]
 # The paper's Fig. 5 shows the IM model only, one line per kind: from about 0.73 at d = 0
@@ -214,6 +213,30 @@ for protocol, study in studies.items():
 # flat up to d = 0.2 before falling. Ours puts every variant in each kind's panel, so IM's
 # curve can be compared with the others' under the same degradation.
 #
+# The paper's own view of Fig. 5: the IM model alone, the four kinds overlaid.
+
+# %%
+for protocol, study in studies.items():
+    fig = confidence_kinds_overlaid(sweeps[protocol], "im", "class", class_name=class_name,
+                                    num_classes=params.num_classes)
+    written.append(show_and_save(fig, study.figures / f"fig5_im_kinds_{class_name}.png", f"{protocol} protocol"))
+
+# %% [markdown]
+# ## IM's claim: confidence against the information left (not in the paper)
+#
+# The figure the paper's argument asks for: every (kind, level) condition as one point per
+# variant, mean NMI(clean, degraded) against the mean true-class confidence on the whole test
+# split, with IM's target 1 − eps(NMI) drawn in. A model that learned IM's targets sits on the
+# line; a model trained on hard labels sits above it wherever the degradation left little.
+
+# %%
+for protocol, study in studies.items():
+    im_config = study.train_config("im", params.seeds[0])
+    fig = confidence_vs_nmi(sweeps[protocol], num_classes=params.num_classes,
+                            max_eps=im_config.im_max_eps, spread=im_config.im_spread)
+    written.append(show_and_save(fig, study.figures / "confidence_vs_nmi.png", f"{protocol} protocol"))
+
+# %% [markdown]
 # ## Reliability diagrams (not in the paper)
 #
 # Accuracy per top-1 confidence bin, clean and under mosaic at d = 0.5, seeds pooled. The
@@ -224,9 +247,8 @@ for protocol, study in studies.items():
 for protocol, study in studies.items():
     for condition in ("clean", "mosaic_0.5"):
         fig = reliability_diagram(results[protocol].reliability, condition)
-        written.append(save_figure(fig, study.figures / f"reliability_{condition}.png"))
-        print(f"{protocol} protocol")
-        display(fig)
+        written.append(show_and_save(fig, study.figures / f"reliability_{condition}.png",
+                                     f"{protocol} protocol, {condition}"))
 
 # %% [markdown]
 # ## Files written
@@ -236,4 +258,4 @@ for protocol, study in studies.items():
 
 # %%
 for path in written:
-    print(path)
+    print(project_path(path))

@@ -8,11 +8,12 @@ import json
 import pandas as pd
 import pytest
 
-from imlib.evaluate import load_results
 from imlib.pipeline import notebooks, run
+from imlib.report import VERDICTS
+from imlib.results import load_results
 
-TINY = {"synthetic_per_class": 100, "epochs": 4, "batch_size": 64, "nmi_pairs": 32, "device": "cpu",
-        "seeds": [0]}
+TINY = {"synthetic_per_class": 100, "synthetic_test_per_class": 20, "epochs": 4,
+        "batch_size": 64, "nmi_pairs": 32, "device": "cpu", "seeds": [0]}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_all_six_notebooks_ran_in_order(study):
     assert notebooks() == ["01_theory", "02_nmi_validation", "03_training", "04_evaluation",
                            "05_figures", "06_reproduction_report"]
     for name in notebooks():
-        executed = json.loads((params.runs / "notebooks" / f"{name}.ipynb").read_text())
+        executed = json.loads((params.runs_root / "notebooks" / f"{name}.ipynb").read_text())
         assert executed["metadata"]["papermill"]["parameters"]["profile"] == "smoke"
         assert not executed["metadata"]["papermill"]["exception"]
 
@@ -48,7 +49,7 @@ def test_clean_metrics_are_above_chance_and_in_range(study):
     params, _ = study
     clean = load_results(params.eval_dir).clean
     assert set(clean["variant"]) == set(params.variants)
-    chance = 1 / params.synthetic_classes
+    chance = 1 / params.num_classes
     assert (clean["top1"] > chance + 0.1).all(), clean
     assert ((clean["ece"] >= 0) & (clean["ece"] <= 1)).all()
 
@@ -80,13 +81,45 @@ def test_the_paper_figures_and_table_are_written(study, protocol):
 
 def test_the_reproduction_report_ran_every_section(study):
     params, _ = study
-    executed = json.loads((params.runs / "notebooks" / "06_reproduction_report.ipynb").read_text())
+    executed = json.loads(
+        (params.runs_root / "notebooks" / "06_reproduction_report.ipynb").read_text())
     text = "".join("".join(cell["source"]) for cell in executed["cells"])
     for section in ("## 1 ·", "## 2 ·", "## 3 ·", "## 4 ·", "## 5 ·", "## 6 ·", "## 7 ·", "## 8 ·"):
         assert section in text
     outputs = [o for cell in executed["cells"] if cell["cell_type"] == "code"
                for o in cell["outputs"]]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    verdicts = next(o["data"]["text/html"] for o in outputs
+                    if "measured as" in "".join(o.get("data", {}).get("text/html", "")))
+    assert any(v in "".join(verdicts) for v in VERDICTS)
+    assert "cannot be confirmed by this run" in json.dumps(outputs)
+
+
+def _outputs(params, name: str) -> list[dict]:
+    executed = json.loads((params.runs_root / "notebooks" / f"{name}.ipynb").read_text())
+    return [o for cell in executed["cells"] if cell["cell_type"] == "code"
+            for o in cell["outputs"]]
+
+
+@pytest.mark.parametrize("name", ["01_theory", "02_nmi_validation", "03_training",
+                                  "04_evaluation", "05_figures", "06_reproduction_report"])
+def test_executed_notebooks_hold_no_warnings_and_no_progress_widgets(study, name):
+    outputs = _outputs(study[0], name)
+    stderr = "".join("".join(o["text"]) for o in outputs if o.get("name") == "stderr")
+    assert "Warning" not in stderr, stderr[:2000]
+    widget = "application/vnd.jupyter.widget-view+json"
+    widgets = [o for o in outputs if widget in o.get("data", {})]
+    assert not widgets
+
+
+def test_the_unrolled_step_and_the_static_explorer_are_shown(study):
+    params, _ = study
+    images = [o for o in _outputs(params, "03_training") if "image/png" in o.get("data", {})]
+    assert len(images) >= 2  # the batch grid and the training curves
+    text = json.dumps(_outputs(params, "03_training"))
+    assert "before the step" in text and "after" in text
+    pictures = [o for o in _outputs(params, "04_evaluation") if "image/png" in o.get("data", {})]
+    assert len(pictures) >= 6
 
 
 def test_a_second_run_reuses_the_trained_checkpoints(study):

@@ -220,13 +220,27 @@ def test_write_table1_writes_numbers_and_the_formatted_view(tmp_path, seeds):
     assert list(numbers.variant) == ["baseline", "im"]
     for variant, xs in values.items():
         row = numbers[numbers.variant == variant].iloc[0]
-        assert row.top1_mean == pytest.approx(100 * np.mean(xs))  # percent, as printed
-        assert row.nll_mean == pytest.approx(np.mean(xs))
+        # percent, as printed, and rounded two digits past what table1.md shows
+        assert row.top1_mean == pytest.approx(100 * np.mean(xs), abs=5e-5)
+        assert row.nll_mean == pytest.approx(np.mean(xs), abs=5e-7)
         if seeds > 1:
-            assert row.top1_sd == pytest.approx(100 * np.std(xs, ddof=1))
-        assert row.n_seeds == seeds
+            assert row.top1_sd == pytest.approx(100 * np.std(xs, ddof=1), abs=5e-5)
+            assert row.n_seeds == seeds
+        else:
+            assert "n_seeds" not in numbers.columns
     assert any(c.endswith("_sd") for c in numbers.columns) == (seeds > 1)
     text = (tmp_path / "figures" / "table1.md").read_text()
     assert text.startswith("Table 1, smoke.\n\n| Model |")
     assert text.endswith(table1_markdown(clean))
 
+
+
+def test_table1_leaves_out_top5_on_ten_classes_and_the_spread_of_one_seed():
+    one_seed = clean_table({"baseline": [0.5], "im": [0.6]})
+    table = table1(one_seed, num_classes=10)
+    assert "Top-5 Acc (%)" not in table.columns and "n seeds" not in table.columns
+    assert not table.apply(lambda col: col.astype(str).str.contains("±")).any().any()
+    assert "Top-5 Acc (%)" in table1(one_seed, num_classes=100).columns
+    several = table1(clean_table({"baseline": [0.5, 0.7], "im": [0.6, 0.6]}), num_classes=100)
+    assert several.loc["baseline", "Top-1 Acc (%)"] == "60.00 ± 14.14"
+    assert list(several["n seeds"]) == [2, 2]

@@ -1,0 +1,114 @@
+"""Profiles: every training field reachable, protocols as their sources, bad values named."""
+
+from __future__ import annotations
+
+import pytest
+
+import imlib.study as study
+from imlib.study import TRAINING_FIELDS, load_params, parse_override
+from imlib.train import TrainConfig
+
+
+def test_every_training_field_set_on_the_command_line_reaches_each_run():
+    # One non-default value per field that a profile may set (each valid on its own).
+    changed = {"synthetic_per_class": 7, "synthetic_test_per_class": 9, "synthetic_classes": 3,
+               "epochs": 2, "batch_size": 32,
+               "augment_batches": 2, "lr": 0.02, "weight_decay": 0.5, "schedule": "cosine",
+               "eta_min": 0.001, "base_augment": False, "degrade_kinds": ["blur"],
+               "ls_eps": 0.2, "im_max_eps": 0.5, "im_spread": "all", "nmi_bins": 16,
+               "holdout_fraction": 0.2, "selection": "last", "device": "cpu", "amp": True,
+               "eval_batch_size": 64, "compile": "default"}
+    untested = set(TRAINING_FIELDS) - set(changed) - {"dataset", "data_root", "model",
+                                                       "degrade"}
+    assert not untested, f"add a value for {untested}"
+    params = load_params("smoke", {**changed, "protocols": ["paper"]})
+    config = params.train_config("im", 1)
+    for name, value in changed.items():
+        expected = tuple(value) if isinstance(value, list) else value
+        assert getattr(config, name) == expected, name
+        assert getattr(config, name) != getattr(TrainConfig(), name), name
+    assert (config.variant, config.seed) == ("im", 1)
+
+
+def test_reference_code_protocol_is_the_public_scripts():
+    params = load_params("smoke").for_protocol("reference-code")
+    for variant in params.variants:
+        config = params.train_config(variant, 0)
+        # scripts/train_*.py: all 50,000 images, fp32, batch 128, cosine to 1e-6, best test epoch
+        assert config.holdout_fraction == 0 and not config.amp
+        assert (config.batch_size, config.schedule, config.eta_min) == (128, "cosine", 1e-6)
+        assert config.selection == "test"
+        # IM (and the level control set up like it): lr 5e-4, no crop + flip, eps / K spread
+        if variant in ("im", "level"):
+            assert (config.lr, config.base_augment, config.im_spread) == (5e-4, False, "all")
+        else:
+            assert (config.lr, config.base_augment) == (1e-3, True)
+
+
+def test_paper_protocol_keeps_the_text_and_amp_can_be_turned_off():
+    paper = load_params("paper")
+    config = paper.train_config("im", 0)
+    assert (config.holdout_fraction, config.selection, config.im_spread) == (0.1, "holdout",
+                                                                            "others")
+    assert (config.batch_size, config.lr, config.weight_decay, config.epochs) == (256, 1e-3,
+                                                                                 1e-4, 100)
+    assert config.amp and not load_params("paper", {"amp": False}).train_config("im", 0).amp
+
+
+def test_the_gpu_profile_loads_on_a_machine_without_a_gpu():
+    params = load_params("paper")  # resolves no device
+    assert params.training.device == "cuda" and params.training.model == "resnet18"
+
+
+def test_runs_lists_every_protocol_variant_and_seed_once():
+    params = load_params("smoke", {"seeds": [3, 5]})
+    runs = params.runs()
+    assert len({r.dir for r in runs}) == len(runs) == 2 * 4 * 2
+    assert {r.protocol for r in params.runs("reference-code")} == {"reference-code"}
+    for run in runs:
+        assert run.config == params.for_protocol(run.protocol).train_config(run.variant, run.seed)
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("-2.5E+2", -250.0), ("3", 3),
+                                         ("[0, 1]", [0, 1]), ("null", None), ("true", True),
+                                         ("cuda", "cuda")])
+def test_overrides_read_as_yaml_1_2(text, value):
+    assert parse_override(text) == value and type(parse_override(text)) is type(value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"seeds": 3}, "seeds must be a non-empty list"),
+    ({"seeds": [0, 0]}, "seeds must be distinct"),
+    ({"runs_dir": None}, "runs_dir must be a folder name"),
+    ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"nmi_pairs": 0}, "nmi_pairs must be an int >= 1"),
+    ({"synthetic_classes": 1}, "synthetic_classes"),
+    ({"amp": "maybe"}, "amp"),
+    ({"cifar100c_dir": "5"}, "cifar100c_dir '5' is not a folder"),
+    ({"variants": ["im", "mixup"]}, "variants"),
+    ({"protocols": []}, "protocols"),
+])
+def test_bad_values_are_named(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_params("smoke", overrides)
+
+
+def test_a_value_that_is_not_yaml_is_named():
+    with pytest.raises(ValueError, match=r"cannot read the value '\[0,'"):
+        parse_override("[0,")
+
+
+def test_broken_and_empty_profiles_are_named_with_the_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "PROFILES_DIR", tmp_path)
+    (tmp_path / "broken.yaml").write_text("profile: broken\nseeds: [0,\nepochs: 3\n")
+    (tmp_path / "empty.yaml").write_text("# nothing here\n")
+    with pytest.raises(ValueError, match=r"broken.yaml: YAML syntax error at line \d"):
+        load_params("broken")
+    with pytest.raises(ValueError, match="empty.yaml is empty"):
+        load_params("empty")
+
+
+def test_the_settings_table_shows_per_variant_values_where_the_protocol_varies_them():
+    table = load_params("smoke").settings()
+    assert table.loc["lr", "paper"] == str(TrainConfig().lr)
+    assert "im: 0.0005" in table.loc["lr", "reference-code"]
