@@ -22,6 +22,7 @@ __all__ = [
     "SPREADS",
     "hard",
     "im_eps",
+    "level_eps",
     "smoothed",
     "information_matching",
     "level_matching",
@@ -105,6 +106,15 @@ def im_eps(nmi: Tensor, max_eps: float = 0.9) -> Tensor:
     return (1 - nmi).clamp(0, max_eps)
 
 
+def level_eps(level: Tensor, max_eps: float = 0.9) -> Tensor:
+    """The level control's smoothing per sample, ``clamp(level, 0, max_eps)``.
+
+    >>> level_eps(torch.tensor([0.0, 0.5, 1.0]))
+    tensor([0.0000, 0.5000, 0.9000])
+    """
+    return level.clamp(0, max_eps)
+
+
 def information_matching(labels: Tensor, num_classes: int, nmi: Tensor, max_eps: float = 0.9,
                          spread: str = "others", validate_args: bool = True) -> Tensor:
     """IM targets: ``eps = clamp(1 - nmi, 0, max_eps)`` per sample.
@@ -128,7 +138,7 @@ def level_matching(labels: Tensor, num_classes: int, level: Tensor, max_eps: flo
     check_labels(labels, num_classes, values=validate_args)
     check_fraction(max_eps, "max_eps")
     level = _check_per_sample(level, labels.shape[0], "level", validate_args)
-    return soft_targets(labels, num_classes, level.clamp(0, max_eps), spread,
+    return soft_targets(labels, num_classes, level_eps(level, max_eps), spread,
                         validate_args=False)
 
 

@@ -212,7 +212,7 @@ def training_batch(run: RunState, idx: Tensor, with_nmi: bool = False) -> Traini
     if cfg.variant == "im":
         eps = policies.im_eps(nmi_values, cfg.im_max_eps)
     elif cfg.variant == "level":
-        eps = levels.clamp(0, cfg.im_max_eps)
+        eps = policies.level_eps(levels, cfg.im_max_eps)
     else:
         eps = torch.full((len(y),), cfg.ls_eps if cfg.variant == "ls" else 0.0, device=y.device)
     spread = "all" if cfg.variant == "ls" else cfg.im_spread
@@ -241,7 +241,7 @@ def train_steps(run: RunState, order: Tensor, on_step: Callable[[], None] | None
                               batch.eps.split(bs), batch.labels.split(bs), strict=True):
             with _autocast(run):
                 logits = (run.forward if len(y) == bs else run.model)(x)
-            loss = soft_cross_entropy(logits, t)
+            loss = soft_cross_entropy(logits, t, validate_args=False)  # value checks would sync
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
