@@ -18,6 +18,7 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -72,12 +73,24 @@ def _cifar100_reachable(timeout: float = 5.0) -> bool:
     return True
 
 
-def validate(profile: str, overrides: dict[str, Any]) -> StudyParams:
+# What the notebooks need from the machine: a device for the models (03 trains, 04 evaluates),
+# the data set (all but 05, which redraws from saved results only).
+NEEDS_DEVICE = ("03_training", "04_evaluation")
+NEEDS_DATA = ("01_theory", "02_nmi_validation", "03_training", "04_evaluation",
+              "06_reproduction_report")
+
+
+def validate(profile: str, overrides: dict[str, Any],
+             selected: Sequence[str] | None = None) -> StudyParams:
     """The profile's parameters, or a ValueError that says what is allowed; also checks that
-    this machine has the device and the data the runs need."""
+    this machine has the device and the data that the ``selected`` notebooks (default: all)
+    need, so a GPU study's figures can be redrawn on a laptop (``--only 05_figures``)."""
     params = load_params(profile, overrides)
-    resolve_device(params.training.device)
-    if params.training.dataset == "cifar100" and not _cifar100_reachable():
+    selected = notebooks() if selected is None else selected
+    if any(name in NEEDS_DEVICE for name in selected):
+        resolve_device(params.training.device)
+    needs_data = any(name in NEEDS_DATA for name in selected)
+    if needs_data and params.training.dataset == "cifar100" and not _cifar100_reachable():
         raise ValueError(
             f"profile {profile!r} needs CIFAR-100, which is neither in {data_root()} nor "
             f"downloadable ({CIFAR_HOST[0]} unreachable). Place cifar-100-python.tar.gz there "
@@ -207,7 +220,7 @@ def _execute(name: str, params: StudyParams, overrides: dict[str, Any],
         parameters["interactive"] = False  # no widget frontend: the static view instead
     try:
         papermill.execute_notebook(
-            str(executed), str(executed), kernel_name="python3", log_output=log_output,
+            _shown(executed), _shown(executed), kernel_name="python3", log_output=log_output,
             progress_bar=False, cwd=str(study.PROJECT_ROOT), extra_arguments=KERNEL_ARGUMENTS,
             parameters=parameters)
     except PapermillExecutionError as err:
@@ -223,8 +236,8 @@ def run(profile: str = "smoke", overrides: dict[str, Any] | None = None, fresh: 
     """Execute the notebooks (all, or those named in ``only``) on ``profile``; ``fresh``
     deletes first what they wrote before (see ``remove_outputs``)."""
     overrides = dict(overrides or {})
-    params = validate(profile, overrides)
     selected = _select(only)
+    params = validate(profile, overrides, selected)
     if fresh:
         _check_own_folders(params)
     with exclusive_lock(params.runs_root):

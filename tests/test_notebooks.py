@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from imlib.pipeline import notebooks, run
 from imlib.report import VERDICTS
@@ -128,3 +129,12 @@ def test_a_second_run_reuses_the_trained_checkpoints(study):
     before = [p.stat().st_mtime_ns for p in checkpoints]
     run("smoke", overrides, only=["03_training"], log_output=False)
     assert [p.stat().st_mtime_ns for p in checkpoints] == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_figures_redraw_on_a_machine_without_the_gpu_the_profile_names(study):
+    params, overrides = study
+    figure = params.figures / "fig1_training_curves.png"
+    before = figure.stat().st_mtime_ns
+    run("smoke", {**overrides, "device": "cuda"}, only=["05_figures"], log_output=False)
+    assert figure.stat().st_mtime_ns > before

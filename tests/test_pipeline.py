@@ -290,3 +290,16 @@ def test_a_second_run_of_the_same_profile_is_refused_naming_the_first(tmp_path, 
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_cifar_profile_validates_for_redrawing_figures_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMLIB_DATA", str(tmp_path / "no-cifar-here"))
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(
+        OSError("offline")))
+    params = pipeline.validate("paper", {}, ["05_figures"])
+    assert params.training.device == "cuda"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pipeline.validate("paper", {}, ["03_training"])
+    with pytest.raises(ValueError, match="needs CIFAR-100"):
+        pipeline.validate("paper", {"device": "cpu"}, ["02_nmi_validation"])
