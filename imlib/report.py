@@ -189,8 +189,10 @@ def compare(values: pd.DataFrame, claim: Claim, n_test: int) -> tuple[str, float
     difference ``variant - other`` of the means over seeds, and its noise scale.
 
     The noise is two standard errors of that difference: from the spread over seeds when
-    there are at least two, else (one seed) the binomial error of a top-1 on ``n_test``
-    images, and none for the other metrics (the verdict then reads the sign alone).
+    there are at least two. With one seed, accuracies get the binomial error of a fraction
+    ``p`` on ``n_test`` images, and so does the ECE (a gap between accuracy and confidence whose
+    sampling error the accuracy's dominates; ``p`` is then the two models' clean top-1); the
+    other metrics get none, and the verdict reads the sign alone.
     """
     variants = values.index.get_level_values("variant")
     if claim.variant not in variants or claim.other not in variants:
@@ -202,8 +204,10 @@ def compare(values: pd.DataFrame, claim: Claim, n_test: int) -> tuple[str, float
     diff = float(a.mean() - b.mean())
     if len(a) >= 2 and len(b) >= 2:
         noise = 2 * math.sqrt(a.var() / len(a) + b.var() / len(b))
-    elif claim.metric in ("top1", "accuracy_degraded"):
-        p = (a.mean() + b.mean()) / 2
+    elif claim.metric in ("top1", "accuracy_degraded", "ece"):
+        accuracy = "top1" if claim.metric == "ece" else claim.metric
+        p = (values.loc[claim.variant, accuracy].mean()
+             + values.loc[claim.other, accuracy].mean()) / 2
         noise = 2 * math.sqrt(2 * p * (1 - p) / n_test)
     else:
         noise = 0.0

@@ -56,11 +56,13 @@ Markdown(provenance_note(run_provenance(params.runs()), provenance()["git_commit
 # ## Verdicts
 #
 # Each headline claim of the paper, the paper's own numbers, what each protocol's runs measured
-# (IM minus the other variant, then both values) and the verdict. A difference counts only when
-# it exceeds two standard errors: from the spread over seeds when the profile trains two or
-# more, else (one seed) the binomial error of an accuracy on the test split; a difference
-# inside that band is *within seed noise*. A claim about a variant this profile did not train
-# is *not testable on this data*.
+# (the first variant minus the second, then both values) and the verdict. A difference counts
+# only when it exceeds two standard errors: from the spread over seeds when the profile trains
+# two or more; with one seed, the binomial error of an accuracy on the test split (for
+# accuracies and the ECE), and no band for the other metrics, whose verdict then reads the sign
+# alone. A difference inside the band is *within seed noise*; a claim about a variant this
+# profile did not train is *not testable on this data*. Train more seeds (`-p seeds "[0, 1,
+# 2]"`) for verdicts that account for training noise.
 
 # %%
 verdict_table({p: r.clean for p, r in results.items()},

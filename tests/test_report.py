@@ -60,8 +60,8 @@ def test_verdicts_follow_the_measured_differences_and_their_noise():
 
 
 def test_one_seed_uses_the_binomial_error_of_top1():
-    clean = _clean({"baseline": {"top1": [0.50], "ece": [0.1], "nll": [1.0]},
-                    "im": {"top1": [0.52], "ece": [0.1], "nll": [1.0]}})
+    clean = _clean({"baseline": {"top1": [0.50], "ece": [0.100], "nll": [1.0]},
+                    "im": {"top1": [0.52], "ece": [0.105], "nll": [1.1]}})
     sweeps = _sweeps({"baseline": 0.5, "im": 0.5}, {"baseline": 0.3, "im": 0.3}, seeds=1)
     # 2 points on 400 images: 2 * sqrt(2 * 0.51 * 0.49 / 400) = 7 points of noise.
     small = verdict_table({"paper": clean}, {"paper": sweeps}, n_test=400)
@@ -69,6 +69,11 @@ def test_one_seed_uses_the_binomial_error_of_top1():
     # On 100,000 images the same 2 points exceed 2 * sqrt(2 * 0.51 * 0.49 / 1e5) = 0.45 points.
     large = verdict_table({"paper": clean}, {"paper": sweeps}, n_test=100_000)
     assert _row(large, "IM's top-1 above the baseline")["verdict"] == "reproduced"
+    # The ECE borrows the accuracy's error: 0.005 is noise on 400 images, not on 100,000.
+    assert _row(small, "IM's ECE below the baseline")["verdict"] == "within seed noise"
+    assert _row(large, "IM's ECE below the baseline")["verdict"] == "not reproduced"
+    # The NLL has no noise estimate with one seed: its sign decides.
+    assert _row(small, "IM's CE below the baseline")["verdict"] == "not reproduced"
 
 
 def test_claims_about_variants_not_trained_are_not_testable_and_protocols_are_named():
