@@ -188,12 +188,13 @@ def read_checkpoint(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     """A checkpoint's dict, or a ValueError naming the file and what to do if it is damaged."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        problem = "" if isinstance(state, dict) and set(keys) <= set(state) else "keys missing"
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-        state = err
-    if not isinstance(state, dict) or not set(keys) <= set(state):
-        raise ValueError(f"checkpoint {path} is damaged or not an imlib checkpoint "
-                         f"({state!r:.80}); delete that run's folder ({path.parent}) and train "
-                         "it again (./run_all.sh --only 03_training), or use --fresh")
+        problem = f"unreadable: {type(err).__name__}"
+    if problem:
+        raise ValueError(f"checkpoint {path} is damaged or not an imlib checkpoint ({problem}); "
+                         f"delete that run's folder ({path.parent}) and train it again "
+                         "(./run_all.sh --only 03_training), or use --fresh")
     return state
 
 
