@@ -131,3 +131,49 @@ def test_the_paper_column_quotes_table1_as_printed():
     assert _row(table, "IM's top-1 above the baseline")["paper"] == "63.24 vs 55.43 %"
     assert _row(table, "LS's ECE below IM's")["paper"] == "0.1121 vs 0.1366"
     assert _row(table, "IM's CE below LS")["paper"] == "1.5724 vs 1.7069"
+
+
+def test_selection_effect_reads_the_test_accuracy_at_the_holdout_chosen_epoch():
+    from imlib.report import selection_effect
+
+    history = pd.DataFrame({"variant": "im", "seed": 0, "epoch": [1, 2, 3],
+                            "holdout_acc": [0.5, 0.7, 0.6], "test_acc": [0.55, 0.60, 0.66]})
+    row = selection_effect(history).iloc[0]
+    # epoch 2 wins on the holdout: its test accuracy is 0.60; the best test epoch reads 0.66
+    assert (row.holdout_selected, row.test_selected, row["last"]) == (0.60, 0.66, 0.66)
+    assert row.optimism == pytest.approx(0.06)
+    no_holdout = selection_effect(history.assign(holdout_acc=None)).iloc[0]
+    assert np.isnan(no_holdout.holdout_selected) and no_holdout.test_selected == 0.66
+
+
+def test_protocol_comparison_and_order_effect_against_hand_means():
+    from imlib.report import order_effect, protocol_comparison
+
+    paper = _clean({"im": {"top1": [0.6, 0.8], "ece": [0.1, 0.1], "nll": [1.0, 1.0]}})
+    code = _clean({"im": {"top1": [0.5, 0.5], "ece": [0.1, 0.1], "nll": [1.0, 1.0]}})
+    table = protocol_comparison({"paper": paper, "reference-code": code}, "top1")
+    assert table.loc["im", ("paper", "top1_mean")] == pytest.approx(0.7)
+    assert table.loc["im", ("reference-code", "top1_mean")] == pytest.approx(0.5)
+    sweeps = _sweeps({"im": 0.5}, {"im": 0.4}, seeds=1)  # normalize_first rows read 0
+    effect = order_effect(sweeps)
+    # degrade_first: confidence 1 - 0.5 d averaged over d = 0, 0.1, ..., 1 -> 0.75
+    assert effect.loc[("mosaic", "im"), "degrade_first"] == pytest.approx(0.75)
+    assert effect.loc[("mosaic", "im"), "difference"] == pytest.approx(-0.75)
+
+
+def test_calibration_estimators_agree_with_torchmetrics_and_show_the_script_s_floor():
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    from imlib.report import calibration_estimators
+
+    table = calibration_estimators(n=5000, num_classes=10, seed=1).set_index("predictions")
+    g = torch.Generator().manual_seed(1)  # the same draws, redone here
+    logits = 2 * torch.randn(5000, 10, generator=g)
+    probs = torch.softmax(logits, dim=1)
+    labels = torch.multinomial(probs, 1, generator=g).squeeze(1)
+    expected = multiclass_calibration_error(probs, labels, num_classes=10, n_bins=15, norm="l1")
+    assert table.loc["calibrated", "ece"] == pytest.approx(float(expected), abs=1e-6)
+    assert table.loc["calibrated", "ece"] < 0.03
+    assert table.loc["calibrated", "ece_paper_script"] > 0.05  # the script's floor
+    assert table.loc["overconfident", "ece"] > 0.1
