@@ -35,18 +35,19 @@ def selection_effect(histories: pd.DataFrame) -> pd.DataFrame:
     over all epochs (choosing the epoch on the test set, as the paper did), per run.
 
     ``histories``: :func:`imlib.results.load_histories`. Returns per (variant, seed) the
-    ``holdout_selected`` and ``test_selected`` test accuracies (fractions), the ``last``
-    epoch's, and ``optimism`` = test_selected - holdout_selected (>= 0 by construction: the
-    bias that selecting on the test set adds).
+    ``holdout_selected`` and ``test_selected`` test accuracies (in %, as every accuracy the
+    notebooks show), the ``last`` epoch's, and ``optimism`` = test_selected - holdout_selected
+    (percentage points, >= 0 by construction: the bias that selecting on the test set adds).
     """
     rows = []
     for (variant, seed), run in histories.groupby(["variant", "seed"], sort=False):
         has_holdout = run["holdout_acc"].notna().any()
         chosen = run.loc[run["holdout_acc"].idxmax()] if has_holdout else None
         rows.append({"variant": variant, "seed": seed,
-                     "holdout_selected": chosen["test_acc"] if has_holdout else float("nan"),
-                     "test_selected": run["test_acc"].max(),
-                     "last": run.sort_values("epoch")["test_acc"].iloc[-1]})
+                     "holdout_selected": 100 * chosen["test_acc"] if has_holdout
+                     else float("nan"),
+                     "test_selected": 100 * run["test_acc"].max(),
+                     "last": 100 * run.sort_values("epoch")["test_acc"].iloc[-1]})
     table = pd.DataFrame(rows)
     table["optimism"] = table["test_selected"] - table["holdout_selected"]
     return table
@@ -97,22 +98,25 @@ def degradation_settings_effect(x: torch.Tensor, seed: int = 0) -> pd.DataFrame:
 
 
 def protocol_comparison(clean: dict[str, pd.DataFrame], metric: str = "top1") -> pd.DataFrame:
-    """``metric`` (mean and std over seeds) per variant, one column group per protocol.
+    """``metric`` (mean, and std over seeds when there are several) per variant, one column
+    group per protocol; accuracies (``top1``, ``top5``) in %.
 
     ``clean``: protocol name -> its ``clean_metrics`` table (:func:`imlib.results.load_results`).
     """
-    tables = {protocol: summarize(table, ("variant",), (metric,)).set_index("variant")
+    scale = 100 if metric in ("top1", "top5") else 1
+    tables = {protocol: summarize(table.assign(**{metric: scale * table[metric]}), ("variant",),
+                                  (metric,)).set_index("variant")
               for protocol, table in clean.items()}
     return pd.concat(tables, axis=1)
 
 
 def order_effect(sweeps: pd.DataFrame) -> pd.DataFrame:
-    """Mean true-class confidence on the whole test split (over levels and seeds) per kind and
-    variant, degrading before normalising (training's order) and after (the paper's evaluation
-    script), and their difference."""
+    """Mean true-class confidence (%) on the whole test split (over levels and seeds) per kind
+    and variant, degrading before normalising (training's order) and after (the paper's
+    evaluation script), and their difference (points)."""
     rows = sweeps[sweeps["subset"] == "all"]
-    table = rows.pivot_table(index=["kind", "variant"], columns="order", values="confidence",
-                             aggfunc="mean")
+    table = 100 * rows.pivot_table(index=["kind", "variant"], columns="order",
+                                   values="confidence", aggfunc="mean")
     table["difference"] = table["normalize_first"] - table["degrade_first"]
     return table
 
@@ -231,7 +235,9 @@ def _paper_numbers(claim: Claim) -> str:
 
 
 def _shown(metric: str, diff: float, a: float, b: float) -> str:
-    if metric in ("top1", "accuracy_degraded"):
+    """Accuracies and confidences in % (their differences in points), as the figures show
+    them; ECE and CE as plain numbers."""
+    if metric not in ("ece", "nll"):
         return f"{100 * diff:+.1f} pts ({100 * a:.1f} vs {100 * b:.1f} %)"
     return f"{diff:+.3f} ({a:.3f} vs {b:.3f})"
 

@@ -183,11 +183,11 @@ all_orders.head(8)
 # of pixels) the order does not matter. For diffusion it does, because its last step clamps to
 # [0, 1], which on a normalised tensor wipes out every below-average value; and for dropout a
 # zeroed patch becomes the mean colour instead of black. The sweep is run both ways
-# (`order` column). Mean true-class confidence on the whole test split, over levels and seeds,
+# (`order` column). Mean true-class confidence (%) on the whole test split, over levels and seeds,
 # in each order, for the first protocol:
 
 # %%
-order_effect(all_orders.query("protocol == @params.protocol")).round(3)
+order_effect(all_orders.query("protocol == @params.protocol")).round(1)
 
 # %% [markdown]
 # Blur and mosaic give the same numbers in both orders (their sweep is computed once);
@@ -209,28 +209,27 @@ for protocol, r in results.items():
             accuracy_vs_level(r.sweeps, num_classes=data.num_classes, class_name=class_name))
 
 # %% [markdown]
-# **Confidence in the true class under mosaic, on the images of the class** (the numbers of
-# the paper's Figs. 3 and 4). Mosaic replaces each b × b block by its mean colour with
+# **Confidence in the true class (%) under mosaic, on the images of the class** (the numbers
+# of the paper's Figs. 3 and 4). Mosaic replaces each b × b block by its mean colour with
 # b = floor(32 (d + 0.001)²) on a 32 × 32 image: b = 1, no change at all, for d < 0.25; 8 × 8
 # blocks at d = 0.5; one colour at d = 1.
 
 # %%
 mosaic = sweeps.query("kind == 'mosaic' and subset == 'class'").pivot_table(
     index=["protocol", "variant"], columns="level", values="confidence", sort=False)
-mosaic.round(3)
+(100 * mosaic).round(1)
 
 # %% [markdown]
 # What to read in it: IM was trained to give a degraded image exactly the confidence its NMI
 # justifies, so its row should fall with the level as the information goes, while the
-# baseline was trained to stay at 1 whatever the level. Whether a run shows this depends on
-# how well it is trained: on the smoke profile (a few epochs on synthetic data) the rows may
-# differ little. One number per variant and kind, the confidence averaged over the 11 levels
-# (the paper's summary of Fig. 5):
+# baseline was trained to stay at 100 % whatever the level. How clearly a run shows this
+# depends on how well it is trained. One number per variant and kind, the confidence (%)
+# averaged over the 11 levels (the paper's summary of Fig. 5):
 
 # %%
-sweeps.query("subset == 'class'").pivot_table(
+(100 * sweeps.query("subset == 'class'").pivot_table(
     index=["protocol", "variant"], columns="kind", values="confidence", aggfunc="mean",
-    sort=False).round(3)
+    sort=False)).round(1)
 
 # %% [markdown]
 # **How much information each degradation leaves.** NMI does not depend on the model (every

@@ -94,12 +94,12 @@ for protocol, result in results.items():
 # | crop + flip | not mentioned (the same augmentations for all) | baseline and LS only; **IM without** | `paper`: all variants; `reference-code`: as the code |
 # | precision | not stated | fp32 | `reference-code`: fp32; `paper`: bf16 autocast on a GPU in the `paper` profile (`-p amp false` gives fp32) |
 #
-# Measured: top-1 accuracy of each variant under each protocol. The difference between the
+# Measured: top-1 accuracy (%) of each variant under each protocol. The difference between the
 # protocols is the joint effect of these settings and of items 2 and 3; each is a field of
 # `TrainConfig`, so an ablation can flip one at a time (`-p FIELD VALUE`).
 
 # %%
-protocol_comparison({p: r.clean for p, r in results.items()}, "top1").round(3)
+protocol_comparison({p: r.clean for p, r in results.items()}, "top1").round(1)
 
 # %% [markdown]
 # ## 2 · Training images and the choice of the best epoch
@@ -109,13 +109,13 @@ protocol_comparison({p: r.clean for p, r in results.items()}, "top1").round(3)
 # the maximum over epochs of the test accuracy, which is biased upwards. The `reference-code`
 # protocol does the same. The `paper` protocol holds out 10 % of the training set (45,000
 # images on CIFAR-100) and chooses the epoch there. Measured, per run: the test accuracy at the
-# holdout-chosen epoch, the best test accuracy over epochs (the paper's choice) and their
-# difference (the optimism of choosing on the test set).
+# holdout-chosen epoch, the best test accuracy over epochs (the paper's choice), both in %,
+# and their difference in points (the optimism of choosing on the test set).
 
 # %%
 selection = pd.concat([selection_effect(h).assign(protocol=p) for p, h in histories.items()])
 summarize(selection, ("protocol", "variant"),
-          ("holdout_selected", "test_selected", "optimism")).round(3)
+          ("holdout_selected", "test_selected", "optimism")).round(1)
 
 # %% [markdown]
 # ## 3 · IM's off-class spread: eps / (K − 1) (text) vs eps / K (code)
@@ -168,11 +168,11 @@ pd.concat([summarize(r.clean, ("variant",), ("ece", "ece_paper_script")).assign(
 # clipped every negative (below-mean) value, and dropout filled its patches with the mean colour
 # (0 after normalisation) instead of black; blur and mosaic are linear and unaffected (their
 # sweeps are computed once and serve both orders). Notebook 04 ran every sweep both ways.
-# Measured: mean true-class confidence on the whole test split, per kind, in each order, and the
+# Measured: mean true-class confidence (%) on the whole test split, per kind, in each order, and the
 # difference.
 
 # %%
-order_effect(results[params.protocols[0]].sweeps).round(3)
+order_effect(results[params.protocols[0]].sweeps).round(1)
 
 # %% [markdown]
 # ## 6 · Degradation constants: training vs the two evaluation scripts

@@ -139,11 +139,11 @@ def test_selection_effect_reads_the_test_accuracy_at_the_holdout_chosen_epoch():
     history = pd.DataFrame({"variant": "im", "seed": 0, "epoch": [1, 2, 3],
                             "holdout_acc": [0.5, 0.7, 0.6], "test_acc": [0.55, 0.60, 0.66]})
     row = selection_effect(history).iloc[0]
-    # epoch 2 wins on the holdout: its test accuracy is 0.60; the best test epoch reads 0.66
-    assert (row.holdout_selected, row.test_selected, row["last"]) == (0.60, 0.66, 0.66)
-    assert row.optimism == pytest.approx(0.06)
+    # epoch 2 wins on the holdout: its test accuracy is 60 %; the best test epoch reads 66 %
+    assert [row.holdout_selected, row.test_selected, row["last"]] == pytest.approx([60, 66, 66])
+    assert row.optimism == pytest.approx(6)
     no_holdout = selection_effect(history.assign(holdout_acc=None)).iloc[0]
-    assert np.isnan(no_holdout.holdout_selected) and no_holdout.test_selected == 0.66
+    assert np.isnan(no_holdout.holdout_selected) and no_holdout.test_selected == pytest.approx(66)
 
 
 def test_protocol_comparison_and_order_effect_against_hand_means():
@@ -152,13 +152,13 @@ def test_protocol_comparison_and_order_effect_against_hand_means():
     paper = _clean({"im": {"top1": [0.6, 0.8], "ece": [0.1, 0.1], "nll": [1.0, 1.0]}})
     code = _clean({"im": {"top1": [0.5, 0.5], "ece": [0.1, 0.1], "nll": [1.0, 1.0]}})
     table = protocol_comparison({"paper": paper, "reference-code": code}, "top1")
-    assert table.loc["im", ("paper", "top1_mean")] == pytest.approx(0.7)
-    assert table.loc["im", ("reference-code", "top1_mean")] == pytest.approx(0.5)
+    assert table.loc["im", ("paper", "top1_mean")] == pytest.approx(70)  # in %
+    assert table.loc["im", ("reference-code", "top1_mean")] == pytest.approx(50)
     sweeps = _sweeps({"im": 0.5}, {"im": 0.4}, seeds=1)  # normalize_first rows read 0
     effect = order_effect(sweeps)
-    # degrade_first: confidence 1 - 0.5 d averaged over d = 0, 0.1, ..., 1 -> 0.75
-    assert effect.loc[("mosaic", "im"), "degrade_first"] == pytest.approx(0.75)
-    assert effect.loc[("mosaic", "im"), "difference"] == pytest.approx(-0.75)
+    # degrade_first: confidence 1 - 0.5 d averaged over d = 0, 0.1, ..., 1 -> 75 %
+    assert effect.loc[("mosaic", "im"), "degrade_first"] == pytest.approx(75)
+    assert effect.loc[("mosaic", "im"), "difference"] == pytest.approx(-75)
 
 
 def test_calibration_estimators_agree_with_torchmetrics_and_show_the_script_s_floor():
