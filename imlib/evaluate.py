@@ -55,6 +55,7 @@ __all__ = [
     "LEVELS",
     "ORDERS",
     "SUBSETS",
+    "IMAGES_PER_CLASS",
     "ORDER_FREE_KINDS",
     "RELIABILITY_CONDITIONS",
     "predict",
@@ -67,6 +68,9 @@ __all__ = [
 ]
 
 SUBSETS = ("all", "class")  # whole test split | the test images of one class
+# Plus one subset per image followed on its own, "image <test index>": the first
+# IMAGES_PER_CLASS test images of the class, as the paper's Fig. 3 draws five apples one by one.
+IMAGES_PER_CLASS = 5
 # Kinds whose sweep is the same in both ORDERS (linear, rows summing to 1, no clamp).
 ORDER_FREE_KINDS = ("blur", "mosaic")
 # Conditions of the reliability tables: the clean test split, and mosaic at d = 0.5 (blocks of
@@ -185,8 +189,9 @@ def degradation_sweep(model: torch.nn.Module, data: ImageData, kinds: Sequence[s
     degraded by each kind at each level.
 
     Returns one row per (kind, level, subset) with columns ``kind, level, subset, order,
-    accuracy, confidence, nmi, n``: ``subset`` is ``"all"`` (the whole test split) or
-    ``"class"`` (its images of class ``class_index``, a mask of the same predictions);
+    accuracy, confidence, nmi, n``: ``subset`` is ``"all"`` (the whole test split),
+    ``"class"`` (its images of class ``class_index``, a mask of the same predictions) or
+    ``"image <i>"`` for each of the class's first ``IMAGES_PER_CLASS`` test images (``n = 1``);
     ``confidence`` is the mean probability given to the true class; ``nmi`` the mean
     NMI(clean, degraded) (64 bins); ``n`` the number of images. The test split is degraded
     whole, once per (kind, level), with ``config``'s constants (the paper's evaluation settings
@@ -231,6 +236,9 @@ def degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
     stats = (None, None) if normalized_input else (data.mean, data.std)
     labels = data.y_test.to(device)
     in_class = labels == class_index
+    followed = in_class.nonzero().squeeze(1)[:IMAGES_PER_CLASS].tolist()
+    masks = [("all", None), ("class", in_class)] + [(f"image {i}", torch.tensor([i]))
+                                                    for i in followed]
     rows: list[list[dict]] = [[] for _ in models]
     conditions = [(kind, level) for kind in kinds for level in levels]
     for kind, level in progress(conditions, desc=f"sweep, {order}", unit="condition",
@@ -245,8 +253,8 @@ def degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
             probs = _predict(model, degraded, *stats, batch_size)
             per_sample = torch.stack([(probs.argmax(1) == labels).float(),
                                       probs.gather(1, labels[:, None]).squeeze(1), nmi_values])
-            for subset, mask in (("all", None), ("class", in_class)):
-                chosen = per_sample if mask is None else per_sample[:, mask]
+            for subset, mask in masks:
+                chosen = per_sample if mask is None else per_sample[:, mask.to(device)]
                 accuracy, confidence, mean_nmi = chosen.mean(1).tolist()
                 model_rows.append({"kind": kind, "level": level, "subset": subset,
                                    "order": order, "accuracy": accuracy,

@@ -256,11 +256,22 @@ def clean_metrics_bars(clean: pd.DataFrame, *, num_classes: int,
 def confidence_vs_level(sweeps: pd.DataFrame, kind: str = "mosaic", subset: str = "class",
                         class_name: str = "apple", *, num_classes: int) -> Figure:
     """Fig. 3: mean true-class confidence (%) vs level of ``kind``, one line per variant, on the
-    images of one class (``subset="class"``) or all test images, with the chance line."""
+    images of one class (``subset="class"``) or all test images, with the chance line. For the
+    class, as in the paper, a row of small panels above follows each image of the sweeps'
+    ``"image <i>"`` subsets on its own."""
     rows = _select(sweeps, subset, kind)
+    ordered = sweeps["subset"].drop_duplicates()
+    images = list(ordered[ordered.str.startswith("image ")]) if subset == "class" else []
     with style():
-        fig = new_figure(7, 4.5)
-        ax = fig.subplots()
+        fig = new_figure(max(7.0, 2.4 * len(images)), 7.5 if images else 4.5)
+        top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.7]) if images else (None, fig)
+        for number, (image, ax) in enumerate(
+                zip(images, top.subplots(1, len(images), sharey=True) if images else [],
+                    strict=True), start=1):
+            _variant_lines(ax, _select(sweeps, image, kind), "confidence", num_classes)
+            ax.set(title=f"Image {number} (test #{image.split()[1]})", ylim=(-1, 101),
+                   ylabel="True-class confidence (%)" if number == 1 else "")
+        ax = bottom.subplots()
         _variant_lines(ax, rows, "confidence", num_classes)
         ax.set(ylabel=_CONFIDENCE_LABEL,
                title=f"{KIND_LABELS.get(kind, kind)}: true-class confidence, "

@@ -165,7 +165,8 @@ Markdown(f"On the calibrated predictions the standard ECE reads {calibrated['ece
 # ## Degradation sweeps
 #
 # One row per variant, seed, kind, level, subset (`all`: the whole test split; `class`: the
-# images of class `class_name`) and evaluation order, with the accuracy, the mean true-class
+# images of class `class_name`; `image <i>`: each of its first five test images, followed one by
+# one as in the paper's Fig. 3) and evaluation order, with the accuracy, the mean true-class
 # confidence and the mean NMI between each clean image and its degraded copy. The protocols'
 # tables stacked, with a `protocol` column in front:
 

@@ -159,7 +159,8 @@ for protocol, study in studies.items():
 # ## Fig. 3 · Confidence vs mosaic level, one class
 #
 # The mean probability each variant gives to the true class of the test images of class
-# `class_name` (apple in CIFAR-100), mosaic at d = 0, 0.1, …, 1; thin lines: each seed.
+# `class_name` (apple in CIFAR-100), mosaic at d = 0, 0.1, …, 1 (thin lines: each seed, when
+# there are several); above it, as in the paper, the class's first five test images one by one.
 
 # %%
 for protocol, study in studies.items():
@@ -168,8 +169,8 @@ for protocol, study in studies.items():
     written.append(show_and_save(fig, study.figures / f"fig3_confidence_mosaic_{class_name}.png", f"{protocol} protocol"))
 
 # %% [markdown]
-# The paper's Fig. 3 follows apple images (five of them drawn one by one above the mean) at
-# finer steps of d, with a ± sd band over images. All its curves are flat below d = 0.25,
+# The paper's Fig. 3 follows five apple images the same way, at finer steps of d (100 levels
+# of its slider script), with a ± sd band over images around the mean. All its curves are flat below d = 0.25,
 # where mosaic changes nothing on a 32 × 32 image (blocks of one pixel), as ours must be.
 # There IM starts highest (about 0.47, baseline 0.37, LS 0.28); from d = 0.25 on, IM's
 # confidence drops to the lowest of the three (about 0.15, then falling towards 0) while the

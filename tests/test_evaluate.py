@@ -125,12 +125,27 @@ def test_sweep_of_a_fixed_prediction_has_known_values(data):
         assert (every.n == 18).all() and (one.n == 6).all()
 
 
-def test_sweep_has_one_row_per_kind_level_and_subset(sweep):
+def test_sweep_has_one_row_per_kind_level_and_subset(sweep, data):
     assert list(sweep.columns) == list(SWEEP_COLUMNS[2:])
-    assert len(sweep) == len(KINDS) * len(LEVELS) * 2
+    # class 0's first five test images, followed one by one (the test split cycles classes)
+    images = [f"image {i}" for i in (data.y_test == 0).nonzero().squeeze(1)[:5].tolist()]
+    assert len(sweep) == len(KINDS) * len(LEVELS) * (2 + 5)
     keys = sweep[["kind", "level", "subset"]].apply(tuple, axis=1)
-    assert set(keys) == {(k, d, s) for k in KINDS for d in LEVELS for s in ("all", "class")}
+    assert set(keys) == {(k, d, s) for k in KINDS for d in LEVELS
+                         for s in ("all", "class", *images)}
     assert sweep[["accuracy", "confidence", "nmi"]].stack().between(0, 1).all()
+
+
+def test_each_followed_image_reads_its_own_prediction(cnn, data):
+    df = degradation_sweep(cnn, data, kinds=("mosaic",), levels=(0.5,), class_index=1)
+    followed = df[df.subset.str.startswith("image ")]
+    indices = (data.y_test == 1).nonzero().squeeze(1)[:5].tolist()
+    assert list(followed.subset) == [f"image {i}" for i in indices] and (followed.n == 1).all()
+    for i, row in zip(indices, followed.itertuples(), strict=True):  # one image at a time
+        clean = data.x_test[i:i + 1].float() / 255
+        probs = by_hand(cnn, degrade(clean, "mosaic", 0.5, config=PAPER_EVAL), data)
+        assert row.confidence == pytest.approx(float(probs[0, 1]), abs=1e-5)
+        assert row.accuracy == float(probs.argmax(1)[0] == 1)
 
 
 def test_level_zero_is_the_clean_test_set(sweep, cnn, data):
@@ -212,7 +227,8 @@ def test_evaluate_study_tables(study):
     expected = classification_metrics(by_hand(model, data.x_test.float() / 255, data),
                                       data.y_test)
     assert row[list(METRICS)].to_dict() == pytest.approx(expected, abs=1e-6)
-    assert len(results.sweeps) == 2 * len(KINDS) * 2 * 2 * len(ORDERS)  # both orders
+    # 2 models x kinds x 2 levels x (all, class, 5 images) x both orders
+    assert len(results.sweeps) == 2 * len(KINDS) * 2 * 7 * len(ORDERS)
     assert list(results.sweeps.columns) == list(SWEEP_COLUMNS)
     rel = results.reliability
     assert set(rel.condition) == {"clean", "mosaic_0.5"} and len(rel) == 2 * 2 * 15

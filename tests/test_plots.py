@@ -237,6 +237,26 @@ def test_confidence_vs_level(sweeps):
     assert ax.get_ylabel() == "Mean true-class confidence (%)"
 
 
+def test_confidence_vs_level_follows_each_image_above_the_mean_as_the_paper(sweeps):
+    images = [f"image {i}" for i in (3, 8)]
+    per_image = [sweeps[sweeps.subset == "class"].assign(subset=image, n=1,
+                                                          confidence=c)
+                 for image, c in zip(images, (0.2, 0.7), strict=True)]
+    fig = plots.confidence_vs_level(pd.concat([sweeps, *per_image]), kind="mosaic",
+                                    subset="class", num_classes=K)
+    first, second, mean = fig.axes
+    assert [first.get_title(), second.get_title()] == ["Image 1 (test #3)", "Image 2 (test #8)"]
+    for ax, confidence in ((first, 20), (second, 70)):
+        assert [ln.get_label() for ln in labelled(ax)][:len(ORDERED)] == [
+            VARIANT_LABELS[v] for v in ORDERED]
+        (im,) = [ln for ln in ax.get_lines() if ln.get_label() == "IM"]
+        np.testing.assert_allclose(im.get_ydata(), confidence)
+    assert "apple" in mean.get_title()
+    (single,) = plots.confidence_vs_level(pd.concat([sweeps, *per_image]), kind="mosaic",
+                                          subset="all", num_classes=K).axes
+    assert "all test images" in single.get_title()
+
+
 def test_the_y_axis_is_fitted_to_the_data_and_the_chance_line():
     narrow = make_sweeps(low=0.30, high=0.40)
     fig = plots.confidence_vs_level(narrow, kind="blur", subset="all", num_classes=K)
