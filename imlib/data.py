@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
