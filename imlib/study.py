@@ -286,6 +286,7 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
+_PATH_FIELDS = ("runs_dir", "figures_dir", "cifar100c_dir", "data_root")
 STUDY_FIELDS = tuple(f.name for f in dataclasses.fields(StudyParams)
                      if f.name not in ("training", "protocol"))
 
@@ -315,6 +316,9 @@ def load_params(profile: str = "smoke", overrides: dict[str, Any] | None = None)
     if missing:
         raise ValueError(f"profile {profile!r} misses parameter(s) {missing}")
     _check_finite_numbers(values)
+    for name in _PATH_FIELDS:  # YAML reads a folder called 5 as a number
+        if isinstance(values.get(name), (int, float)) and not isinstance(values[name], bool):
+            values[name] = str(values[name])
     training = TrainConfig(**{k: v for k, v in values.items() if k in TRAINING_FIELDS})
     return StudyParams(training=training,
                        **{k: v for k, v in values.items() if k in STUDY_FIELDS})

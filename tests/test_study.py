@@ -85,6 +85,7 @@ def test_overrides_read_as_yaml_1_2(text, value):
     ({"synthetic_classes": 1}, "synthetic_classes"),
     ({"amp": "maybe"}, "amp"),
     ({"cifar100c_dir": "5"}, "cifar100c_dir '5' is not a folder"),
+    ({"cifar100c_dir": 5}, "cifar100c_dir '5' is not a folder"),  # -p cifar100c_dir 5
     ({"variants": ["im", "mixup"]}, "variants"),
     ({"protocols": []}, "protocols"),
 ])
