@@ -212,11 +212,18 @@ def probe_figure(result: Probe, class_names: Sequence[str]) -> Figure:
     if not isinstance(result, Probe):
         raise ValueError(f"result must be a Probe (from probe(...)), got {type(result).__name__}")
     _check_class_names(class_names)
-    panels = _panel_count(result)
+    return _probe_rows([result], class_names, row_height=3.6)
+
+
+def _probe_rows(results: Sequence[Probe], class_names: Sequence[str], row_height: float
+                ) -> Figure:
+    """One row of panels per probe (images, then target and predictions where there are any)."""
+    panels = _panel_count(results[0])
     with style():
-        fig = new_figure(4 + 3.5 * (panels - 2) + 2, 3.6)
-        grid = fig.add_gridspec(1, panels, width_ratios=[1, 1, 2.5][:panels])
-        _draw([fig.add_subplot(grid[0, i]) for i in range(panels)], result, class_names)
+        fig = new_figure(4 + 3.5 * (panels - 2) + 2, row_height * len(results))
+        grid = fig.add_gridspec(len(results), panels, width_ratios=[1, 1, 2.5][:panels])
+        for row, result in enumerate(results):
+            _draw([fig.add_subplot(grid[row, i]) for i in range(panels)], result, class_names)
     return fig
 
 
@@ -258,13 +265,7 @@ def static_view(images: Tensor, labels: Tensor, class_names: Sequence[str],
     options = dict(models=models, mean=mean, std=std, max_eps=max_eps, spread=spread, seed=seed,
                    config=config)
     results = [_probe_index(images, labels, class_names, *s, **options) for s in settings]
-    panels = _panel_count(results[0])
-    with style():
-        fig = new_figure(4 + 3.5 * (panels - 2) + 2, 3.4 * len(results))
-        grid = fig.add_gridspec(len(results), panels, width_ratios=[1, 1, 2.5][:panels])
-        for row, result in enumerate(results):
-            _draw([fig.add_subplot(grid[row, i]) for i in range(panels)], result, class_names)
-    return fig
+    return _probe_rows(results, class_names, row_height=3.4)
 
 
 def explorer(images: Tensor, labels: Tensor, class_names: Sequence[str],

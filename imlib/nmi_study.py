@@ -6,8 +6,6 @@ Each function returns a tensor or a pandas DataFrame that a notebook shows, plot
 - :func:`nmi_by_level`: mean, std and 10/90 % quantiles of NMI per kind, level and bins.
 - :func:`eps_distribution`: the smoothing ``eps`` that IM trains with under ``random_degrade``.
 - :func:`loop_vs_batched_throughput`: the batched estimator against a loop over images.
-- :func:`save_tables` (:func:`imlib.results.write_tables`): the tables as CSV plus
-  ``meta.json`` (settings, params, provenance).
 - :func:`photograph`, :func:`sample_images`, :func:`degradation_grid`: the images the
   notebooks look at (:func:`imlib.thumbnails.plot_image_grid` draws a grid of them).
 
@@ -25,13 +23,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from imlib._checks import check_images, check_int, check_same_shape
+from imlib._checks import check_fraction, check_images, check_int, check_same_shape
 from imlib.data import ImageData
 from imlib.degradations import (KINDS, LEVELS, TRAIN, DegradationConfig, check_kinds,
                                 check_levels, degrade, random_degrade)
 from imlib.labels import im_eps
 from imlib.nmi import bin_codes, nmi
-from imlib.results import write_tables as save_tables
 
 __all__ = [
     "LEVELS",
@@ -43,7 +40,6 @@ __all__ = [
     "nmi_by_level",
     "eps_distribution",
     "loop_vs_batched_throughput",
-    "save_tables",
     "degradation_grid",
 ]
 
@@ -172,8 +168,7 @@ def eps_distribution(x: Tensor, n_draws: int, bins: int = 64, max_eps: float = 0
     """
     check_images(x, "x")
     check_int(n_draws, "n_draws", 1)
-    if isinstance(max_eps, bool) or not isinstance(max_eps, (int, float)) or not 0 <= max_eps < 1:
-        raise ValueError(f"max_eps must be a float in [0, 1), got {max_eps!r}")
+    check_fraction(max_eps, "max_eps")
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one image")
     image = torch.arange(n_draws, device=x.device) % x.shape[0]

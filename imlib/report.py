@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["selection_effect", "spread_effect", "calibration_estimators",
            "degradation_settings_effect", "protocol_comparison", "order_effect",
            "CLAIMS", "VERDICTS", "Claim", "claim_values", "compare", "verdict_table",
-           "nmi_floor", "study_banner", "provenance_note"]
+           "nmi_floor", "nmi_floor_summary", "study_banner", "provenance_note"]
 
 
 def selection_effect(histories: pd.DataFrame) -> pd.DataFrame:
@@ -282,6 +282,13 @@ def nmi_floor(eps: pd.DataFrame, max_eps: float = 0.9) -> pd.DataFrame:
                                                mean_eps=("eps", "mean"),
                                                at_clamp=("clamped", "mean"), draws=("eps", "size"))
     return table
+
+
+def nmi_floor_summary(floor: pd.DataFrame) -> str:
+    """:func:`nmi_floor` in one sentence (Markdown) for a notebook's prose."""
+    return "; ".join(f"`{kind}`: lowest NMI {row.lowest_nmi:.2f}, "
+                     f"{100 * row.at_clamp:.0f} % of draws at the clamp"
+                     for kind, row in floor.iterrows()) + "."
 
 
 

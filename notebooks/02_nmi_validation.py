@@ -42,8 +42,9 @@ from IPython.display import Markdown
 
 from imlib.degradations import KINDS, random_degrade
 from imlib.nmi_study import (BINS, LEVELS, eps_distribution, loop_vs_batched_throughput,
-                             nmi_by_level, sample_images, save_tables, sklearn_agreement)
-from imlib.report import nmi_floor
+                             nmi_by_level, sample_images, sklearn_agreement)
+from imlib.report import nmi_floor, nmi_floor_summary
+from imlib.results import write_tables
 from imlib.study import load_params
 
 params = load_params(profile, overrides)
@@ -172,9 +173,8 @@ axes[1].set(title="eps against the level of the draw", ylim=(0, 0.92))
 plt.show()
 
 # %%
-summary = eps.groupby("kind")[["eps", "clamped"]].mean().loc[list(KINDS)]
-summary.loc["all kinds"] = eps[["eps", "clamped"]].mean()
-summary.rename(columns={"eps": "mean eps", "clamped": "fraction at the clamp"}).round(3)
+floor = nmi_floor(eps)
+floor.round(3)
 
 # %% [markdown]
 # What to notice:
@@ -188,14 +188,10 @@ summary.rename(columns={"eps": "mean eps", "clamped": "fraction at the clamp"}).
 #   holds far less than LS's fixed 0.9. This mean is what notebook 03 logs as `mean_eps` for IM
 #   (there the images are also cropped and flipped first, so it differs slightly).
 #
-# Per kind, the lowest NMI a draw reached and the share of draws IM clamps at eps = 0.9:
+# Measured on these draws:
 
 # %%
-floor = nmi_floor(eps)
-Markdown(f"Mean eps over all draws: **{eps['eps'].mean():.2f}**. "
-         + "; ".join(f"`{kind}`: lowest NMI {row.lowest_nmi:.2f}, "
-                     f"{100 * row.at_clamp:.0f} % of draws at the clamp"
-                     for kind, row in floor.iterrows()) + ".")
+Markdown(f"Mean eps over all draws: **{eps['eps'].mean():.2f}**. " + nmi_floor_summary(floor))
 
 # %% [markdown]
 #
@@ -271,7 +267,7 @@ tables = {"agreement": agreement, "nmi_vs_level": by_level, "eps": eps, "bins": 
           "throughput": throughput}
 settings = {"seed": 0, "bins": 64, "bins_study": list(BINS), "levels": levels,
             "images": len(x), "bins_study_images": len(subset), "eps_draws": len(eps)}
-save_tables(tables, params.nmi_dir, settings, params=dataclasses.asdict(params))
+write_tables(tables, params.nmi_dir, settings, params=dataclasses.asdict(params))
 print(*sorted(p.name for p in params.nmi_dir.iterdir()), sep="\n")
 
 # %% [markdown]

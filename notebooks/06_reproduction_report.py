@@ -37,6 +37,7 @@ from IPython.display import Markdown, display
 from imlib.io import provenance
 from imlib.nmi_study import sample_images
 from imlib.report import (calibration_estimators, degradation_settings_effect, nmi_floor,
+                          nmi_floor_summary,
                           order_effect, protocol_comparison, provenance_note, selection_effect,
                           spread_effect, study_banner, verdict_table)
 from imlib.results import load_histories, load_results, run_provenance, summarize, table1
@@ -207,9 +208,7 @@ floor = nmi_floor(pd.read_csv(params.nmi_dir / "eps.csv"))
 floor.round(3)
 
 # %%
-Markdown("; ".join(f"`{kind}`: lowest NMI {row.lowest_nmi:.2f}, "
-                   f"{100 * row.at_clamp:.0f} % of draws at the clamp"
-                   for kind, row in floor.iterrows()) + ".")
+Markdown(nmi_floor_summary(floor))
 
 # %% [markdown]
 # ## 8 · Does NMI add anything over the level? (the `level` control)

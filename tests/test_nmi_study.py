@@ -3,7 +3,6 @@ degrade called directly, and the clamp of the IM formula written out."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import matplotlib
@@ -26,7 +25,6 @@ from imlib.nmi_study import (
     nmi_by_level,
     photograph,
     sample_images,
-    save_tables,
     sklearn_agreement,
     sklearn_nmi,
 )
@@ -178,17 +176,3 @@ def test_sample_images_and_photograph():
     assert photo.shape == (1, 3, 24, 24) and 0 <= photo.min() and photo.max() <= 1
     with pytest.raises(ValueError, match="name"):
         photograph("camera")
-
-
-def test_save_tables_writes_csv_and_meta(tmp_path):
-    table = pd.DataFrame({"kind": ["blur", "mosaic"], "mean": [0.5, 0.25]})
-    out = save_tables({"nmi_vs_level": table}, tmp_path / "nmi", {"seed": 0}, {"profile": "x"})
-    pd.testing.assert_frame_equal(pd.read_csv(out / "nmi_vs_level.csv"), table)
-    meta = json.loads((out / "meta.json").read_text())
-    assert meta["settings"] == {"seed": 0} and meta["params"] == {"profile": "x"}
-    assert meta["files"] == {"nmi_vs_level.csv": ["kind", "mean"]}
-    assert "git_commit" in meta["provenance"]
-    with pytest.raises(ValueError, match="tables"):
-        save_tables({}, tmp_path)
-    with pytest.raises(ValueError, match="names"):
-        save_tables({"../x": table}, tmp_path)

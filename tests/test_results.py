@@ -24,6 +24,7 @@ from imlib.results import (
     table1,
     table1_markdown,
     write_table1,
+    write_tables,
 )
 from imlib.study import load_params
 from imlib.train import IncompleteRunError, train
@@ -244,3 +245,17 @@ def test_table1_leaves_out_top5_on_ten_classes_and_the_spread_of_one_seed():
     several = table1(clean_table({"baseline": [0.5, 0.7], "im": [0.6, 0.6]}), num_classes=100)
     assert several.loc["baseline", "Top-1 Acc (%)"] == "60.00 ± 14.14"
     assert list(several["n seeds"]) == [2, 2]
+
+
+def test_write_tables_writes_csv_and_meta(tmp_path):
+    table = pd.DataFrame({"kind": ["blur", "mosaic"], "mean": [0.5, 0.25]})
+    out = write_tables({"nmi_vs_level": table}, tmp_path / "nmi", {"seed": 0}, {"profile": "x"})
+    pd.testing.assert_frame_equal(pd.read_csv(out / "nmi_vs_level.csv"), table)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["settings"] == {"seed": 0} and meta["params"] == {"profile": "x"}
+    assert meta["files"] == {"nmi_vs_level.csv": ["kind", "mean"]}
+    assert "git_commit" in meta["provenance"]
+    with pytest.raises(ValueError, match="tables"):
+        write_tables({}, tmp_path)
+    with pytest.raises(ValueError, match="names"):
+        write_tables({"../x": table}, tmp_path)
