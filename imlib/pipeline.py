@@ -40,8 +40,9 @@ CIFAR_HOST = ("www.cs.toronto.edu", 443)
 # Set for the notebooks' kernels: progress bars become one line per finished run (an executed
 # copy stores no widgets), and Jupyter's path-migration warning stays off the terminal.
 KERNEL_ENVIRONMENT = {"TQDM_DISABLE": "1", "JUPYTER_PLATFORM_DIRS": "1"}
-# The kernel's own log: errors only (its transport warning is about remote kernels, not ours).
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+# The kernel's own log stays quiet: its transport warning is about remote kernels, not ours,
+# and a Ctrl-C leaves it writing to a closed socket. Errors in cells reach us through papermill.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 FRESH_HELP = """\
 delete, before running, what the selected notebooks wrote for this profile, so nothing is
@@ -271,7 +272,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """``run_all.sh``'s command line; exit 2 with one line on stderr for a bad parameter or a
-    profile already running, 1 when a notebook fails."""
+    profile already running, 1 when a notebook fails, 130 on Ctrl-C (what finished is kept)."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     try:
         overrides = {key: parse_override(value) for key, value in args.param}
@@ -283,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     except NotebookFailed as err:
         print(f"run_all.sh: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nrun_all.sh: interrupted; finished runs and every run's last finished epoch are "
+              "kept: the same command resumes", file=sys.stderr)
+        return 130
     print(f"results: {_shown(params.runs_root)} (executed notebooks in "
           f"{_shown(_executed_dir(params))}), figures: {_shown(params.figures.parent)}")
     return 0

@@ -303,3 +303,16 @@ def test_a_gpu_cifar_profile_validates_for_redrawing_figures_only(monkeypatch, t
         pipeline.validate("paper", {}, ["03_training"])
     with pytest.raises(ValueError, match="needs CIFAR-100"):
         pipeline.validate("paper", {"device": "cpu"}, ["02_nmi_validation"])
+
+
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_lock_free(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_execute", interrupted)
+    folders = ["-p", "runs_dir", str(tmp_path / "runs"), "-p", "figures_dir", str(tmp_path / "f")]
+    assert pipeline.main(["--only", "03_training", *folders]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().startswith("run_all.sh: interrupted")
+    with pipeline.exclusive_lock(tmp_path / "runs"):  # released: a new run may start
+        pass
