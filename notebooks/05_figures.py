@@ -104,8 +104,8 @@ for protocol, study in studies.items():
 # test set) shows the pattern the targets predict: IM has the *highest* training loss (about
 # 3.7, against 2.85 for LS and 2.4 for the baseline), since soft targets cannot be fitted to
 # zero loss, and the lowest validation loss (about 1.6) with the highest validation accuracy
-# (about 63 % against 55 %). In a smoke run, only the first of these, IM's training loss above
-# the others', is expected to show.
+# (about 63 % against 55 %). The first follows from the targets on any data; whether the
+# others hold on this profile's data, the verdicts of notebook 06 say.
 #
 # ## Table 1 · General metrics on the clean test set
 #
