@@ -1,8 +1,9 @@
 """imlib.nmi against scikit-learn's normalized_mutual_info_score on independently computed codes.
 
-The oracle bins in numpy (``floor(v * (bins - 1))`` on the float32 values), scores each channel
-with scikit-learn, and applies the contract's one deviation from scikit-learn: a channel whose two
-entropies are both 0 contributes 0 (scikit-learn calls that a perfect match and returns 1).
+The oracle (``oracles.nmi_oracle``) bins in numpy (``floor(v * (bins - 1))`` on the float32
+values), scores each channel with scikit-learn, and applies the contract's one deviation from
+scikit-learn: a channel whose two entropies are both 0 contributes 0 (scikit-learn calls that a
+perfect match and returns 1).
 """
 
 from __future__ import annotations
@@ -10,36 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import normalized_mutual_info_score
+from oracles import nmi_oracle
 
 from imlib.degradations import degrade
 from imlib.nmi import nmi
 
 BINS = (2, 16, 64, 256)
-
-
-def codes_np(v: np.ndarray, bins: int) -> np.ndarray:
-    """Bin codes computed in numpy, in float32 like the images themselves."""
-    v = v.astype(np.float32, copy=False)
-    return np.floor(v * np.float32(bins - 1)).astype(np.int64).ravel()
-
-
-def nmi_oracle(x: torch.Tensor, y: torch.Tensor, bins: int) -> np.ndarray:
-    """Channel-averaged scikit-learn NMI per sample, with both-constant channels counting 0."""
-    xs, ys = x.detach().cpu().numpy(), y.detach().cpu().numpy()
-    out = np.zeros(xs.shape[0])
-    for n in range(xs.shape[0]):
-        per_channel = []
-        for c in range(xs.shape[1]):
-            a, b = codes_np(xs[n, c], bins), codes_np(ys[n, c], bins)
-            if np.unique(a).size == 1 and np.unique(b).size == 1:
-                per_channel.append(0.0)  # the contract's convention (scikit-learn says 1)
-            else:
-                per_channel.append(
-                    normalized_mutual_info_score(a, b, average_method="arithmetic")
-                )
-        out[n] = np.mean(per_channel)
-    return out
 
 
 def _smooth(x: torch.Tensor, passes: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from test_nmi import nmi_oracle
+from oracles import nmi_oracle
 
 import imlib.train as train_module
 from imlib.degradations import KINDS, degrade
@@ -194,15 +194,6 @@ def test_load_model_restores_the_trained_weights(tmp_path):
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
-def test_three_paper_variants_learn_the_synthetic_set(tmp_path):
-    """The smoke profile's promise: every variant is well above chance (10 classes: 0.1)."""
-    for variant in ("baseline", "ls", "im"):
-        config = TrainConfig(dataset="synthetic", synthetic_per_class=200, model="small_cnn",
-                             epochs=6, batch_size=128, device="cpu", variant=variant,
-                             out_dir=str(tmp_path / variant))
-        assert train(config).history[-1]["test_acc"] > 0.4, variant
-
-
 @pytest.mark.parametrize("overrides, name", [
     ({"variant": "mixup"}, "variant"),
     ({"epochs": 0}, "epochs"),
@@ -229,7 +220,8 @@ def test_from_dict_rejects_unknown_keys():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_amp_compile_path_trains(tmp_path):
-    history = train(tiny(tmp_path, device="cuda", amp=True, epochs=2)).history
+    history = train(tiny(tmp_path, device="cuda", amp=True, epochs=2,
+                         compile="reduce-overhead")).history
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in history)
 
 
