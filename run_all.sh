@@ -3,8 +3,10 @@
 #
 #   ./run_all.sh                          all notebooks on the smoke profile (minutes on a CPU)
 #   ./run_all.sh --profile paper          the paper's runs (one GPU, CIFAR-100)
-#   ./run_all.sh --profile cpu -p epochs 5   override one parameter (repeatable)
-#   ./run_all.sh --fresh ...              delete what the selected notebooks wrote before (see --help)
+#   ./run_all.sh --profile cpu -p epochs 5   override one parameter (repeatable, echoed at start;
+#                                         one the reference-code protocol pins is refused)
+#   ./run_all.sh --fresh ...              delete what this profile's runs created for the selected
+#                                         notebooks, never a folder that existed before (see --help)
 #   ./run_all.sh --help                   every option
 #   ./run_all.sh test [pytest args]       the test suite
 #

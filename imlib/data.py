@@ -38,6 +38,7 @@ __all__ = [
     "load_dataset",
     "normalize",
     "synthetic",
+    "synthetic_cues",
 ]
 
 # Per-channel mean and std of the CIFAR-100 training images on [0, 1], as the paper normalises.
@@ -73,12 +74,19 @@ class ImageData:
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data folder: ``root`` if given, else the ``IMLIB_DATA`` environment variable, else
-    ``./data``; returned absolute, so messages and logs name the folder actually used."""
+    ``./data``; returned absolute, so messages and logs name the folder actually used. A
+    regular file there (the archive itself, say) is refused by name: the folder holds it."""
+    given_as = "data_root"
     if root is None:
+        given_as = "IMLIB_DATA" if os.environ.get("IMLIB_DATA") else "the default"
         root = os.environ.get("IMLIB_DATA") or "data"
     elif not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
         raise ValueError(f"root must be a non-empty path or None, got {root!r}")
-    return Path(root).expanduser().resolve()
+    folder = Path(root).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"the data folder {folder} ({given_as}) is a file, not a folder; give "
+                         "the folder that holds (or will hold) cifar-100-python.tar.gz")
+    return folder
 
 
 def _offline_help(root: Path) -> str:
@@ -204,6 +212,34 @@ def _class_patterns(num_classes: int) -> dict[str, Tensor]:
         "phi": 2 * math.pi * spread(math.sqrt(2) - 1, 0.05),  # colour edge direction, radians
         "colour_a": _hue(hue, 0.35),
         "colour_b": _hue((hue + 0.3) % 1, 0.25),
+    }
+
+
+def synthetic_cues(num_classes: int = 10) -> dict[str, list]:
+    """What defines each class of :func:`synthetic`, read from the generator's own per-class
+    attributes (so it cannot drift from them), as columns for a table:
+
+    - the coarse cue, a soft edge from ``colour_a`` to ``colour_b`` (``#rrggbb``) along
+      ``edge_direction_deg`` (0-360 degrees; each image jitters it by a std of 14 degrees);
+    - the fine cue, a sine grating at ``grating_orientation_deg`` (0-180 degrees, jitter std
+      9 degrees) with a period of ``grating_period_px`` pixels (+-8 % per image).
+
+    Every image also carries up to 25 % of another class's edge and a weak grating of another
+    class, under random phase, edge position, contrast, brightness, pixel noise and a mirror.
+    """
+    check_int(num_classes, "num_classes", 2)
+    pattern = _class_patterns(num_classes)
+
+    def hex_colour(rgb: Tensor) -> str:
+        return "#" + "".join(f"{round(255 * float(v)):02x}" for v in rgb.clamp(0, 1))
+
+    return {
+        "class": [f"class_{c}" for c in range(num_classes)],
+        "colour_a": [hex_colour(rgb) for rgb in pattern["colour_a"]],
+        "colour_b": [hex_colour(rgb) for rgb in pattern["colour_b"]],
+        "edge_direction_deg": [round(math.degrees(v), 1) for v in pattern["phi"].tolist()],
+        "grating_orientation_deg": [round(math.degrees(v), 1) for v in pattern["theta"].tolist()],
+        "grating_period_px": [round(v, 2) for v in pattern["period"].tolist()],
     }
 
 

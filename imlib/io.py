@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -16,28 +17,54 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write_text", "append_jsonl", "read_jsonl", "provenance",
-           "mark_created", "created_by_imlib", "clean_stale_temporaries", "CREATED_MARKER",
-           "exclusive_lock", "FolderBusy", "LOCK_NAME"]
+__all__ = ["PROJECT_ROOT", "project_path", "atomic_save", "atomic_write_text",
+           "atomic_write_bytes", "append_jsonl", "read_jsonl", "provenance", "file_record",
+           "mark_created", "created_by",
+           "clean_stale_temporaries", "CREATED_MARKER", "exclusive_lock", "FolderBusy", "LOCK_NAME"]
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout
 CREATED_MARKER = ".imlib-created"
+
+
+def project_path(path: str | Path) -> str:
+    """``path`` as notebooks and messages print it: relative to the project root when inside
+    it (no user's absolute paths in outputs), else absolute."""
+    path = Path(path).absolute()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
 LOCK_NAME = ".imlib-lock"
 
 
-def mark_created(folder: str | Path) -> None:
-    """Create ``folder`` (if needed) and mark it as made by imlib, so that ``run_all.sh --fresh``
-    deletes only folders the project itself wrote."""
+def mark_created(folder: str | Path, profile: str) -> list[Path]:
+    """Create ``folder`` and its missing parents, and mark each folder this call created, and
+    only those, as made by ``profile`` (``.imlib-created``, a JSON record). A folder that
+    existed before, the user's or another program's, is never marked, so ``run_all.sh
+    --fresh`` never deletes it. Returns the folders created, outermost first."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / CREATED_MARKER
-    if not marker.is_file():
-        marker.write_text("created by imlib; run_all.sh --fresh may delete this folder\n",
-                          encoding="utf-8")
+    created = []
+    for path in [*reversed(folder.parents), folder]:
+        if path.is_dir():
+            continue
+        try:
+            path.mkdir()  # not exist_ok: a folder another process made first is not ours
+        except FileExistsError:
+            continue
+        atomic_write_text(json.dumps({"profile": profile, "note": "created by run_all.sh; "
+                                      "run_all.sh --fresh may delete this folder"}),
+                          path / CREATED_MARKER)
+        created.append(path)
+    return created
 
 
-def created_by_imlib(folder: str | Path) -> bool:
-    """Whether ``folder`` carries the marker written by ``mark_created``."""
-    return (Path(folder) / CREATED_MARKER).is_file()
+def created_by(folder: str | Path) -> str | None:
+    """The profile whose run created ``folder`` (its ``mark_created`` record), or None: no
+    record, or an unreadable one (an older version's marker, which named no profile)."""
+    try:
+        record = json.loads((Path(folder) / CREATED_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    profile = record.get("profile") if isinstance(record, dict) else None
+    return profile if isinstance(profile, str) else None
 
 
 # The temporary file of an atomic write: ".<name>.<8 random characters>.tmp" (tempfile.mkstemp).
@@ -89,7 +116,12 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write ``text`` (UTF-8) to ``path``, atomically."""
-    _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
+    atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def atomic_write_bytes(data: bytes, path: str | Path) -> None:
+    """Write ``data`` to ``path``, atomically."""
+    _atomic(Path(path), lambda f: f.write(data))
 
 
 def append_jsonl(record: dict, path: str | Path) -> None:
@@ -156,23 +188,56 @@ def exclusive_lock(folder: str | Path) -> Iterator[None]:
             lock.truncate(0)
 
 
-def _git_commit() -> str | None:
+_PROJECT = Path(__file__).resolve().parent.parent  # the checkout imlib runs from
+
+
+def _git(*args: str) -> bytes | None:
+    """The output of ``git args`` in the project root, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
+        out = subprocess.run(["git", *args], capture_output=True, timeout=10, cwd=_PROJECT)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
+
+
+# What shapes a result: the library, the notebooks and their profiles, the package's settings.
+# The tracked smoke figures and the prose elsewhere change without changing any result.
+_CODE_PATHS = ("imlib", "notebooks", "pyproject.toml")
+
+
+def _git_state() -> dict[str, Any]:
+    """HEAD's commit, whether the code differs from it (``git diff HEAD`` or untracked files
+    under ``_CODE_PATHS``) and a sha256 of that difference (None when there is none)."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None}
+    diff = _git("diff", "--no-ext-diff", "--no-color", "--binary", "HEAD", "--", *_CODE_PATHS)
+    untracked = _git("ls-files", "--others", "--exclude-standard", "--", *_CODE_PATHS)
+    change = (diff or b"") + (untracked or b"")
+    return {"git_commit": commit.decode().strip() or None, "git_dirty": bool(change),
+            "git_diff_sha256": hashlib.sha256(change).hexdigest() if change else None}
+
+
+def file_record(path: str | Path) -> dict[str, Any]:
+    """``{"size", "sha256"}`` of a file: what a completion record keeps to prove a file is the
+    one that was written."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
 def provenance() -> dict[str, Any]:
-    """Where a result came from: time, git commit, library versions, device."""
+    """Where a result came from: time, git commit, whether the code had uncommitted changes
+    (``git_dirty``, and ``git_diff_sha256`` to tell two edited trees apart), library versions,
+    device."""
     import numpy
     import torchvision
 
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        **_git_state(),
         "python": platform.python_version(),
         "torch": str(torch.__version__),  # a TorchVersion, which weights-only loading refuses
         "torchvision": torchvision.__version__,

@@ -4,7 +4,7 @@ A profile is a YAML file in ``notebooks/profiles/``. It holds two kinds of keys:
 
 - the study's own (``STUDY_FIELDS``): which variants, seeds and protocols, the evaluation class,
   the folders;
-- any field of :class:`imlib.train.TrainConfig` that shapes a run (``TRAINING_FIELDS``): each
+- any field of :class:`imlib.runs.TrainConfig` that shapes a run (``TRAINING_FIELDS``): each
   default is written once, in ``TrainConfig``, and a profile or ``-p FIELD VALUE`` changes it.
 
 Each notebook's ``parameters`` cell holds only the profile's name and overrides; the next cell
@@ -28,13 +28,14 @@ import yaml
 from imlib._checks import check_int, check_names
 from imlib.data import ImageData
 from imlib.degradations import PAPER_EVAL, TRAIN, DegradationConfig
-from imlib.train import VARIANTS, TrainConfig
+from imlib.io import PROJECT_ROOT, project_path
+from imlib.launch import check_launcher
+from imlib.runs import VARIANTS, TrainConfig
 
-__all__ = ["PROJECT_ROOT", "PROFILES_DIR", "EVAL_DEGRADATIONS", "PROTOCOLS", "REFERENCE_CODE",
+__all__ = ["PROFILES_DIR", "EVAL_DEGRADATIONS", "PROTOCOLS", "REFERENCE_CODE",
            "STUDY_FIELDS", "TRAINING_FIELDS", "StudyRun", "StudyParams", "profiles",
-           "project_path", "parse_override", "load_params"]
+           "parse_override", "load_params"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = PROJECT_ROOT / "notebooks" / "profiles"
 EVAL_DEGRADATIONS = {"paper_eval": PAPER_EVAL, "train": TRAIN}
 
@@ -98,6 +99,9 @@ class StudyParams:
     eval_degradation: str = "paper_eval"  # constants of the sweeps: paper_eval | train
     nmi_pairs: int = 512  # image pairs of notebook 02's NMI validation
     cifar100c_dir: str | None = None  # extracted CIFAR-100-C folder; None skips that section
+    launcher: str = "inline"  # how notebook 03 trains the runs: inline | local | slurm
+    jobs: int | None = None  # runs trained at once as jobs; None: one per GPU (slurm: all)
+    slurm: dict[str, Any] | None = None  # launcher slurm's settings (imlib.launch)
     protocol: str | None = None  # the protocol the paths refer to; None: the first of protocols
 
     def __post_init__(self) -> None:
@@ -119,6 +123,7 @@ class StudyParams:
             raise ValueError(f"eval_degradation must be one of {tuple(EVAL_DEGRADATIONS)}, "
                              f"got {self.eval_degradation!r}")
         check_int(self.nmi_pairs, "nmi_pairs", 1)
+        check_launcher(self.launcher, self.jobs, self.slurm)
         check_int(self.eval_class, "eval_class", 0)
         if self.eval_class >= self.num_classes:
             raise ValueError(f"eval_class must lie in [0, {self.num_classes}), "
@@ -200,6 +205,13 @@ class StudyParams:
     def eval_degradation_config(self) -> DegradationConfig:
         return EVAL_DEGRADATIONS[self.eval_degradation]
 
+    def summary(self) -> str:
+        """One line naming the study, for the notebooks other than 03, which tables every
+        setting (:meth:`settings`) once."""
+        return (f"profile {self.profile}: {self.training.dataset} data, {self.training.model}, "
+                f"protocols {', '.join(self.protocols)}, variants {', '.join(self.variants)}, "
+                f"seeds {', '.join(map(str, self.seeds))} (notebook 03 tables every setting)")
+
     def settings(self) -> pd.DataFrame:
         """A compact table of what this study runs: one row per setting, one column per
         protocol (the reference-code column shows the settings as they vary per variant)."""
@@ -275,18 +287,13 @@ def _read_profile(path: Path) -> dict[str, Any]:
     return values
 
 
-def project_path(path: str | Path) -> str:
-    """``path`` as notebooks print it: relative to the project root when inside it."""
-    path = Path(path).absolute()
-    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
-
-
 def profiles() -> list[str]:
     """Names of the profiles in notebooks/profiles/."""
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
 _PATH_FIELDS = ("runs_dir", "figures_dir", "cifar100c_dir", "data_root")
+_LIST_FIELDS = ("variants", "protocols", "seeds", "degrade_kinds")
 STUDY_FIELDS = tuple(f.name for f in dataclasses.fields(StudyParams)
                      if f.name not in ("training", "protocol"))
 
@@ -297,16 +304,68 @@ def _check_finite_numbers(values: dict[str, Any]) -> None:
             raise ValueError(f"{name} must be a finite number, got {value}")
 
 
+def _check_lists(values: dict[str, Any]) -> None:
+    """A bare string where a list belongs (``-p degrade_kinds blur``) would be read letter by
+    letter; refuse it with the spelling that works."""
+    for name in _LIST_FIELDS:
+        if isinstance(values.get(name), str):
+            raise ValueError(f"{name} must be a list, e.g. [{values[name]}], got the bare string "
+                             f"{values[name]!r}")
+
+
+def _pinned(variant: str) -> dict[str, Any]:
+    """The settings the reference-code protocol fixes for ``variant``'s runs."""
+    return {**REFERENCE_CODE["all"], **REFERENCE_CODE[variant]}
+
+
+def _check_pins(params: StudyParams, overrides: dict[str, Any]) -> None:
+    """Refuse an override that a selected protocol would silently replace: the reference-code
+    protocol fixes its runs' optimiser, schedule, augmentation, spread, precision and holdout,
+    so ``-p lr 2e-3`` would reach only the paper protocol's runs."""
+    if "reference-code" not in params.protocols:
+        return
+    for name, value in overrides.items():
+        pins = {v: _pinned(v)[name] for v in params.variants if name in _pinned(v)}
+        if all(pin == value for pin in pins.values()):
+            continue
+        by_value: dict[Any, list[str]] = {}
+        for variant, pin in pins.items():
+            by_value.setdefault(pin, []).append(variant)
+        shown = "; ".join(f"{', '.join(variants)}: {pin}" for pin, variants in by_value.items())
+        raise ValueError(f"{name} {value}: the reference-code protocol pins {name} ({shown}), so "
+                         "its runs would not use this value; to train with it, select only the "
+                         'paper protocol: -p protocols "[paper]"')
+
+
+# Overrides that change how a study runs, never what it computes: the plain run's figures stay.
+_HOW_NOT_WHAT = ("device", "compile", "eval_batch_size", "launcher", "jobs", "slurm")
+
+
+def _figures_dir(values: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """The profile's figures folder for the plain run (no overrides but ``_HOW_NOT_WHAT``);
+    with other overrides, unless they name figures_dir, ``<runs_dir>/figures``: a changed study
+    never overwrites the figures the plain run drew (the smoke profile's are the README's,
+    tracked in git)."""
+    changed = set(overrides) - set(_HOW_NOT_WHAT)
+    if not changed or "figures_dir" in overrides or not isinstance(values["runs_dir"], str):
+        return values["figures_dir"]
+    return str(Path(values["runs_dir"]) / "figures")
+
+
 def load_params(profile: str = "smoke", overrides: dict[str, Any] | None = None) -> StudyParams:
     """The validated parameters of ``profile`` with ``overrides`` applied on top."""
     if profile not in profiles():
         raise ValueError(f"unknown profile {profile!r}; available: {profiles()}")
     overrides = dict(overrides or {})
+    if "profile" in overrides:
+        raise ValueError("profile is not a parameter: choose the profile with --profile NAME "
+                         "(one profile per run; its file names the run's folders)")
     allowed = set(STUDY_FIELDS) | set(TRAINING_FIELDS)
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(allowed)}")
-    values = {**_read_profile(PROFILES_DIR / f"{profile}.yaml"), **overrides}
+    path = PROFILES_DIR / f"{profile}.yaml"
+    values = {**_read_profile(path), **overrides}
     unknown = sorted(set(values) - allowed)
     if unknown:
         raise ValueError(f"profile {profile!r} has unknown parameter(s) {unknown}; "
@@ -315,10 +374,17 @@ def load_params(profile: str = "smoke", overrides: dict[str, Any] | None = None)
                      if n not in values)
     if missing:
         raise ValueError(f"profile {profile!r} misses parameter(s) {missing}")
+    if values["profile"] != profile:
+        raise ValueError(f"{project_path(path)} says profile: {values['profile']!r}; it must be "
+                         f"the file's name, {profile!r}")
     _check_finite_numbers(values)
+    _check_lists(values)
     for name in _PATH_FIELDS:  # YAML reads a folder called 5 as a number
         if isinstance(values.get(name), (int, float)) and not isinstance(values[name], bool):
             values[name] = str(values[name])
+    values["figures_dir"] = _figures_dir(values, overrides)
     training = TrainConfig(**{k: v for k, v in values.items() if k in TRAINING_FIELDS})
-    return StudyParams(training=training,
-                       **{k: v for k, v in values.items() if k in STUDY_FIELDS})
+    params = StudyParams(training=training,
+                         **{k: v for k, v in values.items() if k in STUDY_FIELDS})
+    _check_pins(params, overrides)
+    return params

@@ -12,18 +12,31 @@ from pathlib import Path
 import pytest
 import torch
 
-from imlib.io import (LOCK_NAME, FolderBusy, append_jsonl, atomic_save, atomic_write_text,
-                      clean_stale_temporaries, created_by_imlib, exclusive_lock, mark_created,
-                      read_jsonl)
+from imlib.io import (CREATED_MARKER, LOCK_NAME, FolderBusy, append_jsonl, atomic_save,
+                      atomic_write_text, clean_stale_temporaries, created_by, exclusive_lock,
+                      mark_created, read_jsonl)
 
 
-def test_mark_created_makes_the_folder_and_is_seen_only_there(tmp_path):
-    folder = tmp_path / "a" / "b"
-    assert not created_by_imlib(folder)
-    mark_created(folder)
-    mark_created(folder)  # idempotent
-    assert folder.is_dir() and created_by_imlib(folder)
-    assert not created_by_imlib(folder.parent)
+def test_mark_created_marks_only_the_folders_it_creates_with_the_profile(tmp_path):
+    users = tmp_path / "users"
+    (users / "b").mkdir(parents=True)
+    (users / "b" / "notes.txt").write_text("mine")
+    assert mark_created(users / "b" / "c" / "d", "smoke") == [users / "b" / "c",
+                                                              users / "b" / "c" / "d"]
+    assert [created_by(f) for f in (users, users / "b", users / "b" / "c", users / "b" / "c" / "d")
+            ] == [None, None, "smoke", "smoke"]
+    assert not (users / "b" / CREATED_MARKER).exists()  # the user's folder is never marked
+    assert mark_created(users / "b" / "c", "cpu") == []  # existing: left as it is
+    assert created_by(users / "b" / "c") == "smoke"
+    assert mark_created(users, "smoke") == [] and created_by(users) is None
+
+
+def test_created_by_reads_no_profile_from_an_older_or_damaged_marker(tmp_path):
+    (tmp_path / CREATED_MARKER).write_text("created by imlib; run_all.sh --fresh may delete this")
+    assert created_by(tmp_path) is None  # an older version marked folders it had not created
+    (tmp_path / CREATED_MARKER).write_text('{"profile": 3}')
+    assert created_by(tmp_path) is None
+    assert created_by(tmp_path / "missing") is None
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
@@ -137,3 +150,70 @@ def test_the_lock_is_released_when_the_block_raises(tmp_path):
             raise KeyError("boom")
     with exclusive_lock(tmp_path):  # would raise FolderBusy if still held
         pass
+
+
+# --- provenance ----------------------------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                   check=True, capture_output=True)
+
+
+def test_provenance_records_uncommitted_changes_to_the_code(tmp_path, monkeypatch):
+    """Runs trained from an edited tree must not pass for the commit's code."""
+    import imlib.io as io_module
+    from imlib.io import provenance
+
+    repo = tmp_path / "checkout"
+    (repo / "imlib").mkdir(parents=True)
+    (repo / "imlib" / "train.py").write_text("lr = 1e-3\n")
+    (repo / "README.md").write_text("prose\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "start")
+    monkeypatch.setattr(io_module, "_PROJECT", repo)
+
+    def state() -> tuple:
+        record = provenance()
+        return record["git_commit"], record["git_dirty"], record["git_diff_sha256"]
+
+    commit, dirty, diff = state()
+    assert len(commit) == 40 and (dirty, diff) == (False, None)
+    (repo / "README.md").write_text("other prose\n")  # not code: results cannot change
+    assert state() == (commit, False, None)
+    (repo / "imlib" / "train.py").write_text("lr = 2e-3\n")
+    edited = state()
+    assert edited[:2] == (commit, True) and len(edited[2]) == 64
+    assert state() == edited  # the same edit, the same hash
+    (repo / "imlib" / "train.py").write_text("lr = 5e-4\n")
+    assert state()[2] not in (None, edited[2])
+    (repo / "imlib" / "train.py").write_text("lr = 1e-3\n")
+    (repo / "imlib" / "new.py").write_text("")  # untracked code counts too
+    assert state()[:2] == (commit, True)
+    monkeypatch.setattr(io_module, "_PROJECT", tmp_path)  # no checkout at all
+    assert state() == (None, None, None)
+
+
+def test_the_provenance_note_says_when_runs_came_from_an_edited_tree():
+    import pandas as pd
+
+    from imlib.report import provenance_note
+
+    def origins(*codes):
+        return pd.DataFrame([{"run": f"paper/im/seed{i}", "git_commit": commit,
+                              "git_diff_sha256": diff} for i, (commit, diff) in enumerate(codes)])
+
+    clean, edited = ("a" * 40, None), ("a" * 40, "d" * 64)
+    here = {"git_commit": "a" * 40, "git_diff_sha256": None}
+    assert "trained by the current code (commit `aaaaaaaaaa`)" in provenance_note(
+        origins(clean, clean), here)
+    note = provenance_note(origins(edited, edited), {**here, "git_diff_sha256": "d" * 64})
+    assert "trained from an edited tree" in note and "uncommitted changes" in note
+    assert "trained by the current code" not in note
+    note = provenance_note(origins(clean, edited), here)
+    assert note.startswith("**1 of 2 runs were trained by other code")
+    assert "paper/im/seed1 by commit `aaaaaaaaaa` plus uncommitted changes (diff `dddd" in note
+    note = provenance_note(origins(edited, edited), here)
+    assert "all of them by commit `aaaaaaaaaa` plus uncommitted changes" in note
+    assert "not a git checkout" in provenance_note(origins(clean), {"git_commit": None})

@@ -1,8 +1,10 @@
-"""The headless runner behind run_all.sh: validation before any notebook runs, --fresh that
-deletes only what the profile wrote, one run per profile at a time, and failures."""
+"""The headless runner behind run_all.sh: validation before any notebook runs, folders owned
+by one profile, --fresh that deletes only what the profile's runs created, one run per profile
+at a time, and failures in one line that keep the last good executed notebook."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
@@ -15,12 +17,21 @@ import torch
 
 import imlib.pipeline as pipeline
 from imlib import study
-from imlib.io import created_by_imlib, mark_created
-from imlib.study import PROJECT_ROOT, load_params, profiles
+from imlib.io import created_by, mark_created
+from imlib.io import PROJECT_ROOT
+from imlib.study import load_params, profiles
 
 
 def tmp_overrides(tmp_path: Path) -> dict:
     return {"runs_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "figures")}
+
+
+def tmp_args(tmp_path: Path) -> list[str]:
+    return [arg for key, value in tmp_overrides(tmp_path).items() for arg in ("-p", key, value)]
+
+
+def every_file(folder: Path) -> set[Path]:
+    return set(folder.rglob("*"))
 
 
 def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
@@ -65,6 +76,24 @@ def one_line_refusal(capsys, code: int) -> str:
     (["-p", "eval_class", "10"], "eval_class must lie in"),
     (["-p", "device", "tpu"], "device must be"),
     (["--only", "99_nope"], r"unknown notebook\(s\) \['99_nope'\]"),
+    # one profile per run: its file names the folders the pipeline validates and locks
+    (["-p", "profile", "cpu"], "profile is not a parameter: choose the profile with --profile"),
+    # a bare string where a list belongs is not read letter by letter
+    (["-p", "degrade_kinds", "blur"], r"degrade_kinds must be a list, e\.g\. \[blur\]"),
+    (["-p", "variants", "im"], r"variants must be a list, e\.g\. \[im\]"),
+    (["-p", "protocols", "paper"], r"protocols must be a list, e\.g\. \[paper\]"),
+    (["-p", "seeds", "0,1"], r"seeds must be a list, e\.g\. \[0,1\]"),
+    # a setting the reference-code protocol pins is not silently replaced
+    (["-p", "lr", "2e-3"], r"lr 0\.002: the reference-code protocol pins lr \(baseline, ls: "
+                           r"0\.001; im, level: 0\.0005\).*-p protocols \"\[paper\]\""),
+    (["-p", "batch_size", "64"], r"reference-code protocol pins batch_size \(baseline, ls, im, "
+                                 r"level: 128\)"),
+    # data sets too small for the holdout or one batch, or too large for this machine's memory
+    (["-p", "synthetic_per_class", "1"], "leaves no image per class to hold out"),
+    (["-p", "synthetic_per_class", "2"], "leaves 10 training images, fewer than one batch of 128"),
+    (["-p", "holdout_fraction", "0.99", "-p", "protocols", "[paper]"],
+     "leaves 30 training images, fewer than one batch of 128"),
+    (["-p", "synthetic_classes", "100000"], r"synthetic_classes 100000 .* needs about \d+\.\d GB"),
 ])
 def test_bad_parameters_give_one_line_and_exit_2_before_any_notebook(
         tmp_path, capsys, no_notebook_runs, args, message):
@@ -96,45 +125,139 @@ def test_a_gpu_profile_on_a_machine_without_one_is_refused(tmp_path):
         pipeline.run("smoke", {**tmp_overrides(tmp_path), "device": "cuda"})
 
 
-def test_cifar_profile_without_cifar_is_refused_with_directions(tmp_path, monkeypatch):
-    monkeypatch.setenv("IMLIB_DATA", str(tmp_path / "empty"))
-
+@pytest.fixture
+def offline(monkeypatch):
     def unreachable(*args, **kwargs):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(socket, "create_connection", unreachable)
+
+
+def test_cifar_profile_without_cifar_is_refused_with_directions(tmp_path, monkeypatch, offline):
+    monkeypatch.setenv("IMLIB_DATA", str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="cifar-100-python.tar.gz"):
         pipeline.run("cpu", tmp_overrides(tmp_path))
     assert not (tmp_path / "runs").exists()
 
 
+def test_the_cifar_message_names_the_data_root_the_run_would_use(tmp_path, monkeypatch, capsys,
+                                                                  offline, no_notebook_runs):
+    monkeypatch.setenv("IMLIB_DATA", str(tmp_path / "from-the-environment"))
+    given = tmp_path / "given-with-p"
+    given.mkdir()
+    args = ["--profile", "cpu", "-p", "data_root", str(given), "-p", "device", "cpu"]
+    err = one_line_refusal(capsys, pipeline.main(args + tmp_args(tmp_path)))
+    assert f"neither in {given} nor downloadable" in err
+
+
+@pytest.mark.parametrize("how", ["IMLIB_DATA", "data_root"])
+def test_a_file_given_as_the_data_folder_is_called_a_file(tmp_path, monkeypatch, capsys,
+                                                          no_notebook_runs, how):
+    archive = tmp_path / "cifar-100-python.tar.gz"
+    archive.write_bytes(b"not a folder")
+    args = ["--profile", "cpu", "-p", "device", "cpu", *tmp_args(tmp_path)]
+    if how == "IMLIB_DATA":
+        monkeypatch.setenv("IMLIB_DATA", str(archive))
+    else:
+        args += ["-p", "data_root", str(archive)]
+    err = one_line_refusal(capsys, pipeline.main(args))
+    assert f"the data folder {archive} ({how}) is a file, not a folder" in err
+
+
+def write_notebooks(folder: Path, cells: dict[str, str]) -> Path:
+    """Percent-format notebooks ``NN_name.py`` in ``folder``, each with a parameters cell."""
+    folder.mkdir()
+    for name, code in cells.items():
+        (folder / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "smoke"\n'
+                                           f"overrides = {{}}\n\n# %%\n{code}\n")
+    return folder
+
+
 def test_a_failing_notebook_is_named_with_its_cell_and_executed_copy(tmp_path, monkeypatch,
                                                                     capsys):
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    (notebooks / "01_fine.py").write_text(
-        '# %% tags=["parameters"]\nprofile = "smoke"\noverrides = {}\n\n'
-        '# %%\nimport os\nassert os.environ["TQDM_DISABLE"] == "1"\nprint("cell output")\n')
-    (notebooks / "02_broken.py").write_text(
-        '# %% tags=["parameters"]\nprofile = "smoke"\noverrides = {}\n\n'
-        '# %%\nraise RuntimeError("planted failure")\n')
-    (notebooks / "03_never.py").write_text('# %%\nraise SystemExit("must not run")\n')
+    notebooks = write_notebooks(tmp_path / "notebooks", {
+        "01_fine": 'import os\nassert os.environ["TQDM_DISABLE"] == "1"\nprint("cell output")',
+        "02_broken": 'raise RuntimeError("planted failure")',
+        "03_never": 'raise SystemExit("must not run")'})
     monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", notebooks)
     platform_dirs = os.environ.get("JUPYTER_PLATFORM_DIRS")
     with pytest.raises(pipeline.NotebookFailed, match="notebook 02_broken failed") as failure:
         pipeline.run("smoke", tmp_overrides(tmp_path), log_output=False)
     executed = tmp_path / "runs" / "notebooks"
-    assert "planted failure" in str(failure.value)
-    assert str(executed / "02_broken.ipynb") in str(failure.value)
-    assert "planted failure" in (executed / "02_broken.ipynb").read_text()
+    assert "planted failure" in str(failure.value) and "\n" not in str(failure.value)
+    assert f"the failed copy: {executed / '02_broken.failed.ipynb'}" in str(failure.value)
+    assert "planted failure" in (executed / "02_broken.failed.ipynb").read_text()
+    assert not (executed / "02_broken.ipynb").exists()
     assert "cell output" in (executed / "01_fine.ipynb").read_text()
     assert not (executed / "03_never.ipynb").exists()
-    assert created_by_imlib(executed)
+    assert created_by(executed) == "smoke"
     # The terminal: one line per notebook, no cell output (that stays in the executed copy).
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("-p ")]
     assert len(lines) == 2 and re.fullmatch(r"01_fine\s+\d+ s", lines[0]), lines
     assert re.fullmatch(r"02_broken\s+failed", lines[1]), lines
     assert os.environ.get("JUPYTER_PLATFORM_DIRS") == platform_dirs  # only the kernels' setting
+
+
+def cell_error(ename: str, evalue: str) -> Exception:
+    from papermill.exceptions import PapermillExecutionError
+
+    return PapermillExecutionError(cell_index=3, exec_count=4, source="", ename=ename,
+                                   evalue=evalue, traceback=[])
+
+
+def dead_kernel() -> Exception:
+    from nbclient.exceptions import DeadKernelError
+
+    return DeadKernelError("Kernel died")
+
+
+@pytest.mark.parametrize("error, message", [
+    (dead_kernel, r"its kernel died \(killed, most often by the system for lack of memory\)"),
+    (lambda: cell_error("OSError", "[Errno 28] No space left on device: 'runs/x/last.pt'"),
+     r"disk full in \S+ \(\d+ MB free\); free space there"),
+    (lambda: cell_error("RuntimeError", "[enforce fail at inline_container.cc:672] . unexpected "
+                                        "pos 7424 vs 7312"), "disk full in"),
+    (lambda: OSError(errno.ENOSPC, "No space left on device"), "disk full in"),  # the runner's
+    (lambda: cell_error("OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.00 GiB.\n"
+                                            "GPU 0 has a total capacity of 79 GiB"),
+     r"out of memory \(OutOfMemoryError\)"),
+    (lambda: cell_error("RuntimeError", "[enforce fail at alloc_cpu.cpp:117] data. "
+                                        "DefaultCPUAllocator: can't allocate memory: you tried "
+                                        "to allocate 9 GB"), r"out of memory \(RuntimeError\)"),
+    (lambda: cell_error("ValueError", "two\nlines"),
+     r"failed in cell \[4\]: ValueError: two lines"),
+], ids=["dead-kernel", "errno-28", "torch-save", "runner-disk-full", "cuda-oom", "cpu-oom",
+        "cell-error"])
+def test_a_failing_rerun_says_why_in_one_line_and_keeps_the_good_executed_notebook(
+        tmp_path, monkeypatch, capsys, error, message):
+    """No kernel runs: papermill is replaced by a stand-in that succeeds, then fails."""
+    import papermill
+
+    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", write_notebooks(tmp_path / "nb",
+                                                                   {"01_step": "x = 1"}))
+    outcome = {"raise": None}
+
+    def execute(source, target, **kwargs):
+        if outcome["raise"] is not None:
+            Path(target).write_text("executed until it failed")
+            raise outcome["raise"]
+        Path(target).write_text("the good run")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert pipeline.main(tmp_args(tmp_path)) == 0
+    outcome["raise"] = error()
+    capsys.readouterr()
+    assert pipeline.main(tmp_args(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("run_all.sh: notebook 01_step ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and re.search(message, err), err
+    executed = tmp_path / "runs" / "notebooks"
+    assert f"the failed copy: {executed / '01_step.failed.ipynb'}" in err
+    assert (executed / "01_step.ipynb").read_text() == "the good run"
+    assert (executed / "01_step.failed.ipynb").read_text() == "executed until it failed"
+    outcome["raise"] = None  # a later success replaces the good copy and drops the failed one
+    assert pipeline.main(tmp_args(tmp_path)) == 0
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == ["01_step.ipynb"]
 
 
 def test_run_all_sh_reports_a_bad_profile_and_exits_2():
@@ -150,7 +273,7 @@ def test_run_all_sh_reports_a_bad_profile_and_exits_2():
 def test_cli_parses_parameter_values_as_yaml(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def fake_run(profile, overrides, fresh, only, log_output):
+    def fake_run(profile, overrides, fresh, only, log_output, given):
         seen.update(profile=profile, overrides=overrides, fresh=fresh, only=only)
         return load_params("smoke", tmp_overrides(tmp_path))
 
@@ -174,51 +297,141 @@ def fake_checkout(tmp_path, monkeypatch):
     (checkout / ".git").mkdir(parents=True)
     (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (checkout / "uncommitted.py").write_text("work = 1\n")
-    monkeypatch.setattr(study, "PROJECT_ROOT", checkout)
+    for module in (study, pipeline):  # each binds imlib.io's PROJECT_ROOT at import
+        monkeypatch.setattr(module, "PROJECT_ROOT", checkout)
     return checkout
 
 
-def every_file(folder: Path) -> set[Path]:
-    return {p for p in folder.rglob("*")}
-
-
-@pytest.mark.parametrize("args", [
-    ["-p", "runs_dir", "."],
-    ["-p", "runs_dir", ".."],
-    ["-p", "figures_dir", "."],
-    ["-p", "runs_dir", "runs"],          # holds the cpu and paper profiles' runs
-    ["-p", "figures_dir", "paper_figures/cpu"],
+@pytest.mark.parametrize("fresh", [[], ["--fresh"]])
+@pytest.mark.parametrize("args, message", [
+    (["-p", "runs_dir", "."], "runs_dir '.' is the checkout or holds it"),
+    (["-p", "runs_dir", ".."], "runs_dir '..' is the checkout or holds it"),
+    (["-p", "figures_dir", "."], "figures_dir '.' is the checkout or holds it"),
+    (["-p", "runs_dir", "notebooks"], "runs_dir 'notebooks' lies in the checkout's source folder "
+                                      "notebooks/"),
+    (["-p", "figures_dir", "imlib/figures"], "lies in the checkout's source folder imlib/"),
+    (["-p", "runs_dir", "tests/runs"], "lies in the checkout's source folder tests/"),
+    (["-p", "runs_dir", "runs/cpu"], r"runs/cpu lies in .*runs/cpu, a folder of profile 'cpu'"),
+    # smoke's figures of the paper protocol would land in the paper profile's figures folder
+    (["-p", "figures_dir", "paper_figures"],
+     r"paper_figures/paper lies in .*paper_figures/paper, a folder of profile 'paper'"),
 ])
-def test_fresh_refuses_the_checkout_or_another_profiles_folder_and_deletes_nothing(
-        fake_checkout, capsys, no_notebook_runs, args):
-    mark_created(fake_checkout / "runs" / "cpu" / "train" / "paper" / "im" / "seed0")
+def test_outputs_in_the_checkout_its_sources_or_another_profiles_folders_are_refused(
+        fake_checkout, capsys, no_notebook_runs, fresh, args, message):
+    """Refused on every run, not only with --fresh, before anything is written."""
+    mark_created(fake_checkout / "runs" / "cpu" / "train" / "paper" / "im" / "seed0", "cpu")
     before = every_file(fake_checkout.parent)
-    err = one_line_refusal(capsys, pipeline.main(["--fresh", "--only", "01_theory", *args]))
-    assert "--fresh refuses" in err
+    err = one_line_refusal(capsys, pipeline.main([*fresh, "--only", "01_theory", *args]))
+    assert re.search(message, err), err
     assert every_file(fake_checkout.parent) == before
 
 
+def fake_executions(monkeypatch) -> list[str]:
+    """Notebooks 'run' without a kernel; returns the names, in order."""
+    ran = []
+    monkeypatch.setattr(pipeline, "_execute", lambda name, *args: ran.append(name))
+    return ran
+
+
+@pytest.mark.parametrize("linked", [False, True])
+def test_fresh_never_deletes_the_users_files_in_folders_that_existed_before(
+        tmp_path, monkeypatch, capsys, linked):
+    """A runs_dir or figures_dir that existed before, or a symbolic link to one, may hold the
+    user's files, in folders at the very paths a run writes: none is ever marked or deleted;
+    what the runs created inside is."""
+    mine = tmp_path / "my-folder"
+    my_files = [mine / "notebooks" / "my_analysis.ipynb", mine / "nmi" / "my_nmi_notes.txt",
+                mine / "train" / "paper" / "im" / "seed0" / "notes.txt",
+                tmp_path / "myfigs" / "paper" / "my_figure.png"]
+    for path in my_files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("the user's")
+    runs_dir = mine
+    if linked:
+        runs_dir = tmp_path / "runs" / "symrun"
+        runs_dir.parent.mkdir()
+        runs_dir.symlink_to(mine, target_is_directory=True)
+    fake_executions(monkeypatch)
+    args = ["-p", "runs_dir", str(runs_dir), "-p", "figures_dir", str(tmp_path / "myfigs"),
+            "-p", "protocols", "[paper]"]
+    assert pipeline.main(args) == 0  # creates and marks the folders it writes that were missing
+    params = load_params("smoke", {"runs_dir": str(runs_dir), "protocols": ["paper"],
+                                   "figures_dir": str(tmp_path / "myfigs")})
+    made_by_the_run = params.train_dir("ls", 0)
+    assert created_by(made_by_the_run) == "smoke"
+    (made_by_the_run / "last.pt").write_text("a checkpoint")
+    assert pipeline.main(["--fresh", *args]) == 0
+    assert pipeline.main(["--fresh", "--only", "05_figures", *args]) == 0
+    assert all(path.read_text() == "the user's" for path in my_files)
+    assert not any(created_by(path.parent) for path in my_files)
+    assert not (made_by_the_run / "last.pt").exists()
+    assert "--fresh: kept" in capsys.readouterr().out
+
+
+def test_fresh_refuses_a_symbolic_link_below_runs_dir_and_deletes_nothing(tmp_path, capsys,
+                                                                         no_notebook_runs):
+    elsewhere = tmp_path / "elsewhere"
+    mark_created(elsewhere, "smoke")  # even a folder marked as the profile's own
+    (elsewhere / "eps.csv").write_text("kept")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "nmi").symlink_to(elsewhere, target_is_directory=True)
+    before = every_file(tmp_path)
+    err = one_line_refusal(capsys, pipeline.main(["--fresh", *tmp_args(tmp_path)]))
+    assert "--fresh refuses" in err and "nmi: a symbolic link" in err
+    assert every_file(tmp_path) == before
+
+
+@pytest.mark.parametrize("fresh", [[], ["--fresh"]])
+def test_two_profiles_sharing_a_folder_are_refused_and_the_others_runs_survive(
+        tmp_path, monkeypatch, capsys, fresh):
+    fake_executions(monkeypatch)
+    shared = ["-p", "runs_dir", str(tmp_path / "shared")]
+    # The paper profile's figures redrawn into the shared folder (no GPU or data needed) ...
+    assert pipeline.main(["--profile", "paper", "--only", "05_figures", *shared]) == 0
+    paper = load_params("paper", {"runs_dir": str(tmp_path / "shared")})
+    theirs = paper.figures / "fig1_training_curves.png"
+    theirs.write_text("paper's figure")
+    (paper.runs_root / "notebooks" / "05_figures.ipynb").write_text("paper's notebook")
+    before = every_file(tmp_path)
+    # ... so the smoke profile may not use that folder, with or without --fresh.
+    err = one_line_refusal(capsys, pipeline.main([*fresh, *shared]))
+    assert "was created by profile 'paper'" in err
+    assert every_file(tmp_path) == before and theirs.read_text() == "paper's figure"
+
+
+def test_fresh_refuses_a_folder_that_holds_another_profiles_folder(tmp_path, capsys,
+                                                                   no_notebook_runs):
+    params = load_params("smoke", tmp_overrides(tmp_path))
+    nmi = params.nmi_dir
+    mark_created(nmi, "smoke")
+    mark_created(nmi / "inside", "cpu")  # how it got there does not matter: it is not ours
+    before = every_file(tmp_path)
+    err = one_line_refusal(capsys, pipeline.main(["--fresh", "--only", "02_nmi_validation",
+                                                  *tmp_args(tmp_path)]))
+    assert "--fresh refuses" in err and "created by profile 'cpu'" in err
+    assert every_file(tmp_path) == before
+
+
 def make_outputs(params) -> list[Path]:
-    """Every folder a full run of ``params`` writes, marked as imlib's, each with a file."""
+    """Every folder a full run of ``params`` writes, created by its profile, each with a file."""
     folders = [folder for name in pipeline.notebooks() for folder in pipeline.outputs(params, name)]
     for folder in [*folders, params.runs_root / "notebooks"]:
-        mark_created(folder)
+        mark_created(folder, params.profile)
         (folder / "result.json").write_text("{}")
     return folders
 
 
 def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout, monkeypatch,
                                                                   capsys):
-    ran = []
-    monkeypatch.setattr(pipeline, "_execute", lambda name, *args: ran.append(name))
-    smoke = load_params("smoke")
-    assert set(smoke.protocols) == {"paper", "reference-code"}
+    ran = fake_executions(monkeypatch)
+    smoke = load_params("smoke", {"protocols": ["paper", "reference-code"]})
     make_outputs(smoke)
     cpu_run = load_params("cpu").runs()[0].dir
-    mark_created(cpu_run)
+    mark_created(cpu_run, "cpu")
     root = smoke.runs_root
     unselected_seed = root / "train" / "paper" / "im" / "seed7"
-    mark_created(unselected_seed)
+    mark_created(unselected_seed, "smoke")
     unmarked = smoke.train_dir("baseline", smoke.seeds[0])
     (unmarked / ".imlib-created").unlink()
     stale = unmarked / ".last.pt.abcd1234.tmp"
@@ -227,17 +440,19 @@ def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout,
     pipeline.run("smoke", {"protocols": ["paper"]}, fresh=True)
 
     paper = smoke.for_protocol("paper")
-    gone = [run.dir for run in smoke.runs("paper") if run.dir != unmarked]
-    gone += [paper.eval_dir, paper.figures, smoke.nmi_dir]
-    assert not any(folder.exists() for folder in gone)
+    redone = [run.dir for run in smoke.runs("paper") if run.dir != unmarked]
+    redone += [paper.eval_dir, paper.figures, smoke.nmi_dir, root / "notebooks"]
+    # deleted, then made again (empty, marked) for the notebooks to write
+    assert not any((folder / "result.json").exists() for folder in redone)
+    assert all(created_by(folder) == "smoke" for folder in redone)
     kept = [run.dir for run in smoke.runs("reference-code")]
     kept += [smoke.for_protocol("reference-code").eval_dir,
              smoke.for_protocol("reference-code").figures, cpu_run, unselected_seed, unmarked]
-    assert all((folder / ".imlib-created").exists() or folder == unmarked for folder in kept)
-    assert (unmarked / "result.json").exists()
+    assert all((folder / "result.json").exists() for folder in kept
+               if folder not in (cpu_run, unselected_seed))
+    assert created_by(cpu_run) == "cpu" and created_by(unselected_seed) == "smoke"
+    assert created_by(unmarked) is None
     assert not stale.exists()  # an interrupted write's temporary, cleaned at start
-    assert not (root / "notebooks" / "result.json").exists()  # executed copies start over
-    assert created_by_imlib(root / "notebooks")
     assert (fake_checkout / "uncommitted.py").exists() and (fake_checkout / ".git").is_dir()
     assert ran == pipeline.notebooks()
 
@@ -250,19 +465,61 @@ def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout,
 ])
 def test_fresh_only_deletes_what_that_notebook_writes(fake_checkout, monkeypatch, capsys,
                                                       only, removed, stale_note):
-    monkeypatch.setattr(pipeline, "_execute", lambda *args: None)
+    fake_executions(monkeypatch)
     smoke = load_params("smoke")
     folders = make_outputs(smoke)
     pipeline.run("smoke", fresh=True, only=[only])
     under = {"figures": smoke.figures.parent, "eval": smoke.runs_root / "eval",
              "train": smoke.runs_root / "train"}.get(removed)
     for folder in folders:
-        assert folder.exists() == (under not in folder.parents), folder
+        assert (folder / "result.json").exists() == (under not in folder.parents), folder
     assert (smoke.runs_root / "notebooks" / "result.json").exists()
     out = capsys.readouterr().out
     assert (stale_note is not None) == ("stale" in out)
     if stale_note:
         assert f"{stale_note} read what was deleted" in out
+
+
+# --- the README's figures, echoed overrides ---------------------------------------------------
+
+
+def test_only_the_plain_run_draws_the_tracked_readme_figures(fake_checkout, monkeypatch, capsys):
+    """With any -p option (and no figures_dir) the figures go to <runs_dir>/figures, where
+    every notebook of the run finds them, and the last line says so."""
+    tracked = fake_checkout / "paper_figures" / "smoke" / "paper" / "confidence_vs_nmi.png"
+    tracked.parent.mkdir(parents=True)
+    tracked.write_text("the committed figure")
+
+    def notebook_05(name, params, overrides, log_output):
+        figures = load_params(params.profile, overrides).figures  # as the notebook loads them
+        (figures / "confidence_vs_nmi.png").write_text(f"drawn with {overrides}")
+
+    monkeypatch.setattr(pipeline, "_execute", notebook_05)
+    assert pipeline.main(["--only", "05_figures", "-p", "epochs", "3"]) == 0
+    assert tracked.read_text() == "the committed figure"
+    drawn = fake_checkout / "runs" / "smoke" / "figures" / "paper" / "confidence_vs_nmi.png"
+    assert drawn.read_text() == "drawn with {'epochs': 3}"
+    # the run's folders are the profile's; the folder above them, made on the way, no one's
+    assert [created_by(f) for f in drawn.parents[:4]] == ["smoke", "smoke", "smoke", None]
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.search(r"figures: \S*runs/smoke/figures \(not \S*paper_figures/smoke", last), last
+    assert pipeline.main(["--only", "05_figures"]) == 0  # the plain run: the README's figures
+    assert tracked.read_text() == "drawn with {}"
+    # settings that change how the study runs, not what it computes, keep the plain run's folder
+    assert pipeline.main(["--only", "05_figures", "-p", "device", "cpu",
+                          "-p", "launcher", "local"]) == 0
+    assert tracked.read_text() == "drawn with {'device': 'cpu', 'launcher': 'local'}"
+
+
+def test_each_override_is_echoed_as_given_and_as_applied(tmp_path, monkeypatch, capsys):
+    fake_executions(monkeypatch)
+    assert pipeline.main(["--only", "01_theory", "-p", "protocols", "[paper]", "-p", "lr", "2e-3",
+                          "-p", "seeds", "[0,1]", "-p", "amp", "yes", *tmp_args(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == ["-p protocols [paper] -> protocols = [paper]", "-p lr 2e-3 -> lr = 0.002",
+                         "-p seeds [0,1] -> seeds = [0, 1]", "-p amp yes -> amp = true"]
+    assert load_params("smoke", {"protocols": ["paper"], "lr": 2e-3}).train_config(
+        "im", 0).lr == 0.002
 
 
 # --- one run of a profile at a time ---------------------------------------------------------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import imlib.study as study
+from imlib.runs import TrainConfig
 from imlib.study import TRAINING_FIELDS, load_params, parse_override
-from imlib.train import TrainConfig
 
 
 def test_every_training_field_set_on_the_command_line_reaches_each_run():
@@ -113,3 +113,67 @@ def test_the_settings_table_shows_per_variant_values_where_the_protocol_varies_t
     table = load_params("smoke").settings()
     assert table.loc["lr", "paper"] == str(TrainConfig().lr)
     assert "im: 0.0005" in table.loc["lr", "reference-code"]
+
+
+# --- nothing silently replaced: pins, lists, the profile, the README's figures ------------------
+
+# One value per setting that the reference-code protocol fixes, differing from its pin for at
+# least one variant (base_augment: the pin differs between variants, so any value does).
+DIFFERING_FROM_THE_PIN = {"lr": 2e-3, "batch_size": 64, "schedule": "constant", "eta_min": 1e-4,
+                          "base_augment": True, "im_spread": "others", "amp": True,
+                          "holdout_fraction": 0.2, "selection": "last"}
+
+
+def test_every_pinned_setting_is_listed():
+    pinned = {name for values in study.REFERENCE_CODE.values() for name in values}
+    assert pinned == set(DIFFERING_FROM_THE_PIN)
+
+
+@pytest.mark.parametrize("name, value", DIFFERING_FROM_THE_PIN.items())
+def test_an_override_the_reference_code_protocol_would_replace_is_refused(name, value):
+    with pytest.raises(ValueError, match=f"^{name} .*: the reference-code protocol pins {name} "
+                                         r"\(.*-p protocols \"\[paper\]\"$"):
+        load_params("smoke", {name: value})
+    config = load_params("smoke", {name: value, "protocols": ["paper"]}).train_config("im", 0)
+    assert getattr(config, name) == value
+
+
+def test_an_override_equal_to_every_selected_variants_pin_is_allowed():
+    params = load_params("smoke", {"batch_size": 128, "amp": False})  # both pinned alike
+    assert {r.config.batch_size for r in params.runs()} == {128}
+    baselines = load_params("smoke", {"lr": 1e-3, "variants": ["baseline", "ls"]})
+    assert {r.config.lr for r in baselines.runs()} == {1e-3}
+    with pytest.raises(ValueError, match=r"pins lr \(baseline: 0\.001; im: 0\.0005\)"):
+        load_params("smoke", {"lr": 1e-3, "variants": ["baseline", "im"]})
+
+
+@pytest.mark.parametrize("name, text", [("degrade_kinds", "blur"), ("variants", "im"),
+                                        ("protocols", "paper"), ("seeds", "0, 1")])
+def test_a_bare_string_where_a_list_belongs_is_refused_with_the_spelling_that_works(name, text):
+    with pytest.raises(ValueError, match=rf"^{name} must be a list, e\.g\. \[{text}\], got the "
+                                         f"bare string '{text}'$"):
+        load_params("smoke", {name: parse_override(text)})
+    assert parse_override(f"[{text}]")  # the spelling it suggests is a list
+
+
+def test_the_profile_is_not_an_override_and_a_profile_file_names_itself(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="profile is not a parameter: choose the profile with "
+                                         "--profile NAME"):
+        load_params("smoke", {"profile": "cpu"})
+    (tmp_path / "mine.yaml").write_text((study.PROFILES_DIR / "smoke.yaml").read_text())
+    monkeypatch.setattr(study, "PROFILES_DIR", tmp_path)
+    with pytest.raises(ValueError, match="mine.yaml says profile: 'smoke'; it must be the file's "
+                                         "name, 'mine'"):
+        load_params("mine")
+
+
+def test_figures_go_to_the_runs_folder_unless_the_run_is_plain_or_names_them(tmp_path):
+    plain = load_params("smoke")
+    assert plain.figures.parent == study.PROJECT_ROOT / "paper_figures" / "smoke"
+    changed = load_params("smoke", {"epochs": 3})
+    assert changed.figures.parent == changed.runs_root / "figures" == (
+        study.PROJECT_ROOT / "runs" / "smoke" / "figures")
+    moved = load_params("smoke", {"runs_dir": str(tmp_path / "r")})
+    assert moved.figures == tmp_path / "r" / "figures" / "paper"
+    named = load_params("smoke", {"epochs": 3, "figures_dir": str(tmp_path / "f")})
+    assert named.figures.parent == tmp_path / "f"
