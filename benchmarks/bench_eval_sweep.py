@@ -15,7 +15,8 @@ import torch
 from imlib.data import ImageData
 from imlib.evaluate import degradation_sweep
 from imlib.models import build_model
-from imlib.train import resolve_device
+from imlib.results import EvalSettings
+from imlib.runs import resolve_device
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     data = ImageData("random", x[:1], y[:1], x, y, tuple(map(str, range(100))),
                      (0.5,) * 3, (0.25,) * 3)
     model = build_model(args.model, 100).to(device).eval()
-    degradation_sweep(model, data, kinds=("mosaic",), levels=(0.5,))  # warm-up
+    degradation_sweep(model, data, EvalSettings(kinds=("mosaic",), levels=(0.5,)))  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()

@@ -27,7 +27,8 @@ from datetime import date
 import torch
 from tqdm import tqdm
 
-from imlib.train import COMPILE_MODES, TrainConfig, _train_epoch, prepare, train_steps
+from imlib.runs import COMPILE_MODES, TrainConfig
+from imlib.train import _train_epoch, prepare, train_steps
 
 
 def _sync(device: torch.device) -> None:

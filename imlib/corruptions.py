@@ -5,12 +5,14 @@ The released set is the CIFAR-100 test split under 15 common corruptions at 5 se
 ``labels.npy``. :func:`iter_cifar100c` checks every file before it yields anything and then
 reads one (corruption, severity) at a time, memory-mapped; :func:`corruption_metrics` scores one
 model on it, :func:`evaluate_corruptions` every run of a study, :func:`corruption_summary`
-averages over severities and corruptions. Accuracies are fractions, ``nll`` in nats, ``mce`` in
-percent.
+averages over severities and corruptions, :func:`save_corruptions` writes the table beside the
+study's evaluation (``eval_dir/cifar100c/``, with its settings, the checkpoints read and a
+completion record). Accuracies are fractions, ``nll`` in nats, ``mce`` in percent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,8 +28,8 @@ from imlib.data import ImageData
 from imlib.evaluate import predict
 from imlib.metrics import ece, nll, topk_accuracy
 from imlib.progress import progress
-from imlib.results import check_frame, sort_rows
-from imlib.train import completed_run, load_model
+from imlib.results import check_frame, run_record, sort_rows, write_tables
+from imlib.runs import RunFiles, completed_run, load_model
 
 if TYPE_CHECKING:
     from imlib.study import StudyParams
@@ -44,6 +46,7 @@ __all__ = [
     "corruption_metrics",
     "corruption_summary",
     "evaluate_corruptions",
+    "save_corruptions",
 ]
 
 # The 15 corruptions of the benchmark (its mean corruption error averages these), in Hendrycks &
@@ -227,15 +230,16 @@ def corruption_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame
 
 
 def evaluate_corruptions(params: StudyParams, data: ImageData, directory: str | Path, *,
-                         checkpoint: str = "best.pt",
+                         checkpoint: str = "best",
                          corruptions: Sequence[str] = CIFAR100C_CORRUPTIONS,
                          severities: Sequence[int] = CIFAR100C_SEVERITIES,
                          batch_size: int = 1024) -> pd.DataFrame:
     """:func:`corruption_metrics` of every run of ``params``' protocol, with ``variant`` and
-    ``seed`` columns in front; ``data`` gives the normalisation ``mean``/``std``.
+    ``seed`` columns in front; ``data`` gives the normalisation ``mean``/``std``;
+    ``checkpoint`` is ``"best"`` or ``"last"`` (:class:`imlib.runs.RunFiles`).
 
     Every run must be complete and trained with the profile's settings
-    (:func:`imlib.train.completed_run` raises naming the run and the fix otherwise), and every
+    (:func:`imlib.runs.completed_run` raises naming the run and the fix otherwise), and every
     CIFAR-100-C file is checked, all before the first model runs.
     """
     if not isinstance(data, ImageData):
@@ -246,8 +250,22 @@ def evaluate_corruptions(params: StudyParams, data: ImageData, directory: str | 
     iter_cifar100c(directory, corruptions, severities)  # checks every file, reads no images
     frames = []
     for run in progress(runs, desc="CIFAR-100-C", unit="model"):
-        model, _ = load_model(run.dir / checkpoint, run.config.device)
+        model, _ = load_model(RunFiles(run.dir).checkpoint(checkpoint), run.config.device)
         frames.append(corruption_metrics(model, directory, data.mean, data.std, corruptions,
                                          severities, batch_size)
                       .assign(variant=run.variant, seed=run.seed))
     return pd.concat(frames, ignore_index=True)[["variant", "seed", *CORRUPTION_COLUMNS]]
+
+
+def save_corruptions(df: pd.DataFrame, params: StudyParams, checkpoint: str = "best") -> Path:
+    """Write :func:`evaluate_corruptions`'s table of ``params.protocol`` as
+    ``eval_dir/cifar100c/cifar100c.csv`` with ``meta.json`` (the corruptions and severities,
+    the runs and the checkpoints read, provenance and the completion record,
+    :func:`imlib.results.write_tables`); returns the folder."""
+    check_frame(df, "df", ("variant", "seed", *CORRUPTION_COLUMNS))
+    settings = {"corruptions": list(dict.fromkeys(df["corruption"])),
+                "severities": sorted({int(s) for s in df["severity"]}), "checkpoint": checkpoint}
+    runs = [run_record(run.config, RunFiles(run.dir).checkpoint(checkpoint))
+            for run in params.runs(params.protocol)]
+    return write_tables({"cifar100c": df}, params.eval_dir / "cifar100c", settings,
+                        dataclasses.asdict(params), runs)

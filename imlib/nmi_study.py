@@ -8,6 +8,8 @@ Each function returns a tensor or a pandas DataFrame that a notebook shows, plot
 - :func:`loop_vs_batched_throughput`: the batched estimator against a loop over images.
 - :func:`photograph`, :func:`sample_images`, :func:`degradation_grid`: the images the
   notebooks look at (:func:`imlib.thumbnails.plot_image_grid` draws a grid of them).
+- :func:`save_nmi_study`, :func:`load_nmi_study`: notebook 02's tables in ``runs_dir/nmi``,
+  with the settings they were made with (:func:`nmi_settings`), checked when read.
 
 Python loops here run over kinds, levels, bins or channels of a small validation set, never
 inside the estimator itself.
@@ -15,8 +17,11 @@ inside the estimator itself.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,9 +34,14 @@ from imlib.degradations import (KINDS, LEVELS, TRAIN, DegradationConfig, check_k
                                 check_levels, degrade, random_degrade)
 from imlib.labels import im_eps
 from imlib.nmi import bin_codes, nmi
+from imlib.results import read_tables, write_tables
+from imlib.runs import TrainConfig
+from imlib.train import prepare, training_batch
+
+if TYPE_CHECKING:
+    from imlib.study import StudyParams
 
 __all__ = [
-    "LEVELS",
     "BINS",
     "photograph",
     "sample_images",
@@ -39,8 +49,12 @@ __all__ = [
     "sklearn_agreement",
     "nmi_by_level",
     "eps_distribution",
+    "training_draws",
     "loop_vs_batched_throughput",
     "degradation_grid",
+    "nmi_settings",
+    "save_nmi_study",
+    "load_nmi_study",
 ]
 
 BINS = (16, 32, 64, 128, 256)  # histogram sizes of the bins study (the paper uses 64)
@@ -184,6 +198,30 @@ def eps_distribution(x: Tensor, n_draws: int, bins: int = 64, max_eps: float = 0
                          "clamped": (1 - score >= max_eps).cpu().numpy()})
 
 
+def training_draws(config: TrainConfig, n_images: int = 2048) -> pd.DataFrame:
+    """What a run's training feeds its model: ``n_images`` training images, picked as an epoch
+    picks them (a permutation from the run's seeded generator), made into a batch exactly as
+    training makes one (:func:`imlib.train.training_batch`: crop + flip, kinds, NMI bins, eps
+    clamp, spread, all from ``config``). Nothing is trained or written.
+
+    One row per image: ``kind`` (``"none"`` when the config does not degrade), ``level``,
+    ``nmi`` (NMI(clean, degraded), computed for every variant), ``eps`` (the variant's
+    smoothing) and ``target`` (the target's mass on the true class).
+    """
+    check_int(n_images, "n_images", 1)
+    run = prepare(config)
+    order = torch.randperm(len(run.train.y), generator=run.generator, device=run.device)
+    batch = training_batch(run, order[:n_images], with_nmi=True)
+    n = len(batch.labels)
+    kinds = (["none"] * n if batch.kinds is None
+             else [KINDS[k] for k in batch.kinds.tolist()])
+    levels = torch.zeros(n) if batch.levels is None else batch.levels
+    target = batch.targets.gather(1, batch.labels[:, None]).squeeze(1)
+    return pd.DataFrame({"kind": kinds, "level": levels.cpu().numpy(),
+                         "nmi": batch.nmi.cpu().numpy(), "eps": batch.eps.cpu().numpy(),
+                         "target": target.cpu().numpy()})
+
+
 # --- speed ---------------------------------------------------------------------------------------
 
 
@@ -258,3 +296,35 @@ def degradation_grid(image: Tensor, kinds: Sequence[str] = KINDS,
     scores = nmi(copies.repeat(len(kinds), 1, 1, 1), tiles.flatten(0, 1), bins=bins)
     return tiles, scores.view(len(kinds), len(levels))
 
+
+# --- the tables of notebook 02 -------------------------------------------------------------------
+
+_REMAKE = "./run_all.sh --only 02_nmi_validation (same --profile and -p options)"
+
+
+def nmi_settings(params: StudyParams) -> dict[str, Any]:
+    """What notebook 02's tables depend on: the data set, the number of images, the NMI bins,
+    eps clamp and degradation kinds the runs train with, and the seed."""
+    training = params.training
+    data = {"dataset": training.dataset}
+    if training.dataset == "synthetic":
+        data.update({name: getattr(training, name) for name in
+                     ("synthetic_per_class", "synthetic_test_per_class", "synthetic_classes")})
+    return {**data, "images": params.nmi_pairs, "bins": training.nmi_bins,
+            "max_eps": training.im_max_eps, "kinds": list(training.degrade_kinds), "seed": 0}
+
+
+def save_nmi_study(tables: Mapping[str, pd.DataFrame], params: StudyParams,
+                   details: Mapping[str, Any]) -> Path:
+    """Write notebook 02's tables into ``params.nmi_dir`` with :func:`nmi_settings` and
+    ``details`` (what else describes them: levels, the bins study...) as their settings, the
+    profile's parameters, provenance and a completion record; returns the folder."""
+    return write_tables(tables, params.nmi_dir, {**details, **nmi_settings(params)},
+                        params=dataclasses.asdict(params))
+
+
+def load_nmi_study(params: StudyParams, names: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Notebook 02's tables ``names`` (e.g. ``["eps"]``), refused in one line naming the file
+    and the command that remakes them when missing, damaged, partial, or made with other
+    settings than :func:`nmi_settings` of ``params``."""
+    return read_tables(params.nmi_dir, names, _REMAKE, nmi_settings(params))[0]

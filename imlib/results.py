@@ -1,23 +1,34 @@
 """The study's result tables: their types and layout, files, summaries, Table 1, histories.
 
 What the evaluation (:mod:`imlib.evaluate`) writes and the figures (:mod:`imlib.plots`) and
-reports read. Result files, in ``eval_dir``:
+reports read, and how it was made (:class:`EvalSettings`, built from the profile by
+:func:`eval_settings`). Result files, in ``eval_dir``:
 
 - ``clean_metrics.csv``: ``variant, seed, top1, top5, ece, nll, brier, ece_paper_script, n``
 - ``sweeps.csv``: ``variant, seed, kind, level, subset, order, accuracy, confidence, nmi, n``
 - ``reliability.csv``: ``variant, seed, condition, bin, lower, upper, count, confidence,
   accuracy``
-- ``meta.json``: ``settings`` (data set, class, kinds, levels, orders, degradation constants,
-  sweep seed), ``params``, ``runs`` (the config of every run evaluated), ``provenance`` (time,
-  commit, versions, device) and ``files`` (each CSV's columns).
+- ``per_image.csv``: ``variant, seed, image`` (its test index), ``label``, then per image
+  ``clean_correct``, ``clean_top_prob`` (top-1 confidence), ``clean_true_prob``, ``clean_nll``
+  and the means of ``PER_IMAGE_CONDITIONS`` (5 decimals)
+- ``meta.json``: ``settings`` (:class:`EvalSettings`, plus the data set, its test size and
+  the class's name), ``params``, ``runs`` (the config of every run evaluated and the size and
+  sha256 of the checkpoint read), ``provenance`` (time, commit, uncommitted changes, versions,
+  device) and ``files``: each file's size and sha256, the folder's completion record.
 
-Every table a notebook shows comes from runs that are complete and trained with the settings
-the profile asks for: :func:`load_histories` and :func:`load_results` (given the study) refuse
-anything else, naming the run or folder and the command that fixes it.
+Every result folder (the evaluation, notebook 02's NMI study, CIFAR-100-C, the figures) is
+written by :func:`write_record` or :func:`write_tables`: the files first, each atomically, then
+``meta.json``, whose ``files`` prove them whole. :func:`check_record` refuses a file cut
+short, damaged or left by another, interrupted write, :func:`read_tables` also a folder made
+with other settings, in one line naming the file and the command that remakes it. Every table
+a notebook shows comes from runs that are complete and trained with the settings the profile
+asks for: :func:`load_histories` and :func:`load_results` (given the study) refuse anything
+else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from imlib.degradations import KINDS
-from imlib.io import atomic_write_text, mark_created, provenance
-from imlib.train import NEUTRAL_FIELDS, VARIANTS, TrainConfig, completed_run
+from imlib._checks import check_choice, check_fraction, check_int, check_names
+from imlib.degradations import (KINDS, LEVELS, PAPER_EVAL, DegradationConfig, check_kinds,
+                                check_levels)
+from imlib.io import atomic_write_text, file_record, provenance
+from imlib.labels import SPREADS
+from imlib.runs import NEUTRAL_FIELDS, VARIANTS, RunFiles, TrainConfig, completed_run, read_history
+from imlib.style import VARIANT_LABELS
 
 if TYPE_CHECKING:
     from imlib.study import StudyParams, StudyRun
@@ -36,21 +51,28 @@ if TYPE_CHECKING:
 __all__ = [
     "METRICS",
     "ORDERS",
-    "VARIANT_LABELS",
     "CLEAN_COLUMNS",
     "SWEEP_COLUMNS",
     "RELIABILITY_COLUMNS",
+    "PER_IMAGE_CONDITIONS",
+    "PER_IMAGE_COLUMNS",
+    "EvalSettings",
     "EvalResults",
+    "eval_settings",
     "check_frame",
     "sort_rows",
     "summarize",
     "table1",
     "table1_markdown",
     "write_table1",
+    "write_record",
     "write_tables",
+    "check_record",
+    "read_tables",
     "save_results",
     "load_results",
     "run_settings",
+    "run_record",
     "load_histories",
     "run_provenance",
 ]
@@ -58,16 +80,28 @@ __all__ = [
 METRICS = ("top1", "top5", "ece", "nll", "brier", "ece_paper_script")  # classification_metrics
 # When images are normalised: after degrading (training's order) | before (the paper's eval script)
 ORDERS = ("degrade_first", "normalize_first")
-VARIANT_LABELS = {"baseline": "Baseline", "ls": "LS", "im": "IM", "level": "Level"}
 
 CLEAN_COLUMNS = ("variant", "seed", *METRICS, "n")
 SWEEP_COLUMNS = ("variant", "seed", "kind", "level", "subset", "order", "accuracy", "confidence",
                  "nmi", "n")
 RELIABILITY_COLUMNS = ("variant", "seed", "condition", "bin", "lower", "upper", "count",
                        "confidence", "accuracy")
+# Per test image and run, what the report's intervals resample: the clean prediction, and means
+# over groups of swept conditions in training's evaluation order: column -> (the per-image value
+# averaged, "correct" or the true class's "probability"; kinds; lowest and highest level d,
+# both included, d = 0 never: it is the clean image).
+PER_IMAGE_CONDITIONS = {
+    "degraded_correct": ("correct", KINDS, 0.0, 1.0),
+    "mosaic_low_true_prob": ("probability", ("mosaic",), 0.0, 0.3),
+    "mosaic_high_true_prob": ("probability", ("mosaic",), 0.7, 1.0),
+}
+PER_IMAGE_COLUMNS = ("variant", "seed", "image", "label", "clean_correct", "clean_top_prob",
+                     "clean_true_prob", "clean_nll", *PER_IMAGE_CONDITIONS)
 _FILES = {"clean": ("clean_metrics", CLEAN_COLUMNS), "sweeps": ("sweeps", SWEEP_COLUMNS),
-          "reliability": ("reliability", RELIABILITY_COLUMNS)}
-_REEVALUATE = "./run_all.sh --only 04_evaluation"
+          "reliability": ("reliability", RELIABILITY_COLUMNS),
+          "per_image": ("per_image", PER_IMAGE_COLUMNS)}
+_REEVALUATE = "./run_all.sh --only 04_evaluation (same --profile and -p options)"
+_META = "meta.json"  # a result folder's settings, provenance and completion record
 
 # Table 1: metric -> (column title, scale, decimals). Accuracies in percent as in the paper.
 _TABLE1 = {
@@ -80,20 +114,83 @@ _TABLE1 = {
 }
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How an evaluation is made: the class followed (Figs. 3-5), the degradation constants,
+    the kinds, levels and evaluation orders swept, the seed of the sweeps' randomness, and the
+    NMI bins, eps clamp and spread of the runs evaluated (the sweeps' NMI and the claim
+    figure's target line). :func:`eval_settings` builds it from the profile; ``batch_size``
+    changes no result. The defaults are the paper's evaluation and ``TrainConfig``'s."""
+
+    class_index: int = 0
+    degradation: DegradationConfig = PAPER_EVAL
+    kinds: tuple[str, ...] = KINDS
+    levels: tuple[float, ...] = LEVELS
+    orders: tuple[str, ...] = ORDERS
+    sweep_seed: int = 0
+    nmi_bins: int = TrainConfig.nmi_bins
+    max_eps: float = TrainConfig.im_max_eps
+    spread: str = TrainConfig.im_spread
+    batch_size: int = TrainConfig.eval_batch_size
+
+    def __post_init__(self) -> None:
+        check_int(self.class_index, "class_index", 0)
+        if not isinstance(self.degradation, DegradationConfig):
+            raise ValueError(f"degradation must be a DegradationConfig, "
+                             f"got {type(self.degradation).__name__}")
+        object.__setattr__(self, "kinds", check_kinds(self.kinds))
+        object.__setattr__(self, "levels", check_levels(self.levels))
+        object.__setattr__(self, "orders", check_names(self.orders, ORDERS, "orders"))
+        check_int(self.sweep_seed, "sweep_seed", 0)
+        check_int(self.nmi_bins, "nmi_bins", 2)
+        check_fraction(self.max_eps, "max_eps")
+        check_choice(self.spread, SPREADS, "spread")
+        check_int(self.batch_size, "batch_size", 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON values, the way ``meta.json`` records them."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EvalSettings:
+        """Back from :meth:`to_dict` (other keys of a recorded ``settings`` are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"degradation"}
+        return cls(degradation=DegradationConfig(**values["degradation"]),
+                   **{k: v for k, v in values.items() if k in names})
+
+
+# Fields of EvalSettings that change no number: an evaluation stays current when they differ.
+_NEUTRAL_EVAL_FIELDS = ("batch_size",)
+
+
+def eval_settings(params: StudyParams) -> EvalSettings:
+    """The evaluation ``params`` asks for, under ``params.protocol``: its class and degradation
+    constants, and the NMI bins, eps clamp, spread and evaluation batch of the protocol's runs
+    (one value per protocol: a run trained otherwise is refused before it is evaluated)."""
+    runs = params.train_config("im", params.seeds[0])
+    return EvalSettings(class_index=params.eval_class, degradation=params.eval_degradation_config,
+                        nmi_bins=runs.nmi_bins, max_eps=runs.im_max_eps, spread=runs.im_spread,
+                        batch_size=runs.eval_batch_size)
+
+
 @dataclass
 class EvalResults:
     """The result tables of one or more trained models (each row carries variant and seed).
 
-    ``settings`` says how they were made (data set, class, kinds, levels, degradation
-    constants, sweep seed); results are only combined when their settings agree. ``runs``
-    holds :func:`run_settings` of every model evaluated.
+    ``settings`` says how they were made (:meth:`EvalSettings.to_dict`, plus the data set, its
+    number of test images and the class's name; :attr:`eval_settings` reads it back); results
+    are only combined when their settings agree. ``runs`` holds :func:`run_record` of every
+    model evaluated; ``provenance``, where saved tables were computed (:func:`load_results`
+    fills it from ``meta.json``).
     """
 
     clean: pd.DataFrame
     sweeps: pd.DataFrame
     reliability: pd.DataFrame
+    per_image: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def concat(cls, results: Sequence[EvalResults]) -> EvalResults:
@@ -108,6 +205,11 @@ class EvalResults:
         return cls(*(pd.concat([getattr(r, name) for r in results], ignore_index=True)
                      for name in _FILES), settings=settings,
                    runs=[run for r in results for run in r.runs])
+
+    @property
+    def eval_settings(self) -> EvalSettings:
+        """The :class:`EvalSettings` these tables were made with."""
+        return EvalSettings.from_dict(self.settings)
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -231,7 +333,7 @@ def write_table1(clean: pd.DataFrame, folder: str | Path, caption: str = "",
     mean and, with several seeds, one sd column per metric) and ``table1.md``, the formatted
     view under ``caption``; returns both paths."""
     folder = Path(folder)
-    mark_created(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = folder / "table1.csv", folder / "table1.md"
     atomic_write_text(_table1_numbers(clean, num_classes).to_csv(index=False), csv_path)
     atomic_write_text((f"{caption}\n\n" if caption else "")
@@ -242,28 +344,96 @@ def write_table1(clean: pd.DataFrame, folder: str | Path, caption: str = "",
 # --- files ------------------------------------------------------------------------------------
 
 
+def write_record(folder: str | Path, names: Sequence[str], **meta: Any) -> Path:
+    """Write ``folder/meta.json``: ``meta`` (settings, params, provenance...) and ``files``,
+    the size and sha256 of each file ``names`` of ``folder``, already written. Written last and
+    atomically, it is the folder's completion record: :func:`read_tables` trusts a file only
+    when it is the one recorded here. Returns the path of ``meta.json``."""
+    folder = Path(folder)
+    missing = [name for name in names if not (folder / name).is_file()]
+    if not names or missing:
+        raise ValueError(f"names must list files already written in {folder}; missing {missing}")
+    record = {**meta, "files": {name: file_record(folder / name) for name in names}}
+    path = folder / _META
+    atomic_write_text(json.dumps(record, indent=2, default=str), path)
+    return path
+
+
 def write_tables(tables: Mapping[str, pd.DataFrame], folder: str | Path,
                  settings: Mapping[str, Any] | None = None,
                  params: Mapping[str, Any] | None = None,
                  runs: Sequence[Mapping[str, Any]] | None = None) -> Path:
-    """Write each table as ``<name>.csv`` and ``meta.json`` (settings, params, runs,
-    provenance, each file's columns) into ``folder`` (marked as made by imlib), each
-    atomically; returns ``folder``."""
+    """Write each table as ``<name>.csv`` into ``folder``, each atomically, then ``meta.json``
+    (settings, params, runs, provenance and the completion record, :func:`write_record`);
+    returns ``folder``. A kill before ``meta.json`` is written leaves files that
+    :func:`read_tables` refuses."""
     if not tables or not all(isinstance(t, pd.DataFrame) for t in tables.values()):
         raise ValueError("tables must be a non-empty mapping of names to pandas DataFrames")
     bad = [name for name in tables if not name or not name.replace("_", "").isalnum()]
     if bad:
         raise ValueError(f"table names must be letters, digits and '_', got {bad}")
     folder = Path(folder)
-    mark_created(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         atomic_write_text(table.to_csv(index=False), folder / f"{name}.csv")
-    meta = {"settings": dict(settings or {}), "params": dict(params) if params else None,
-            "runs": [dict(r) for r in runs] if runs is not None else None,
-            "provenance": provenance(),
-            "files": {f"{name}.csv": list(map(str, t.columns)) for name, t in tables.items()}}
-    atomic_write_text(json.dumps(meta, indent=2, default=str), folder / "meta.json")
+    write_record(folder, [f"{name}.csv" for name in tables], settings=dict(settings or {}),
+                 params=dict(params) if params else None,
+                 runs=[dict(r) for r in runs] if runs is not None else None,
+                 provenance=provenance())
     return folder
+
+
+def check_record(folder: str | Path, names: Sequence[str], remake: str) -> dict[str, Any]:
+    """``folder``'s ``meta.json`` (:func:`write_record`), after checking that each file
+    ``names`` is the one it records: same size and sha256, so not cut short, not damaged, not
+    left by another, interrupted write. Anything else raises ValueError in one line naming the
+    file and ``remake``, the command that writes the folder again; a missing folder or
+    ``meta.json`` raises FileNotFoundError."""
+    folder = Path(folder)
+    meta_path = folder / _META
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no finished results ({meta_path.name} is "
+                                f"missing); make them with {remake}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        records = meta["files"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta_path} is damaged ({type(err).__name__}); remake the folder "
+                         f"with {remake}") from None
+    for name in names:
+        path = folder / name
+        recorded = records.get(name) if isinstance(records, dict) else None
+        if not isinstance(recorded, dict) or "sha256" not in recorded:
+            raise ValueError(f"{meta_path} holds no completion record of {name} (written by "
+                             f"another notebook or an older imlib); remake it with {remake}")
+        if not path.is_file():
+            raise ValueError(f"{path} is missing although {meta_path.name} records it; remake "
+                             f"it with {remake}")
+        if file_record(path) != {"size": recorded.get("size"), "sha256": recorded["sha256"]}:
+            raise ValueError(f"{path} is not the file {meta_path.name} records (cut short, "
+                             f"damaged, or left by an interrupted write); remake it with {remake}")
+    return meta
+
+
+def read_tables(folder: str | Path, names: Sequence[str], remake: str,
+                settings: Mapping[str, Any] | None = None
+                ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """The tables ``names`` (``<name>.csv``) of a folder written by :func:`write_tables`, and
+    its ``meta.json``: each file checked by :func:`check_record`, and with ``settings`` the
+    folder must have been made with them (each key compared with the recorded ``settings``).
+    Anything else raises in one line naming the file or the settings and ``remake``."""
+    folder = Path(folder)
+    meta = check_record(folder, [f"{name}.csv" for name in names], remake)
+    if settings is not None:
+        made_with = meta.get("settings") or {}
+        asked = json.loads(json.dumps(dict(settings), default=str))
+        differing = [k for k in asked if made_with.get(k) != asked[k]]
+        if differing:
+            detail = "; ".join(f"{k}: made with {made_with.get(k)!r}, profile {asked[k]!r}"
+                               for k in differing)
+            raise ValueError(f"{folder} was made with other settings than the profile's "
+                             f"({detail}); remake it with {remake}")
+    return {name: pd.read_csv(folder / f"{name}.csv") for name in names}, meta
 
 
 def run_settings(config: TrainConfig) -> dict[str, Any]:
@@ -273,10 +443,19 @@ def run_settings(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(values, default=str))
 
 
+def run_record(config: TrainConfig, checkpoint: str | Path) -> dict[str, Any]:
+    """What a result file records of a model it evaluated: :func:`run_settings` and
+    ``checkpoint``, the file read (its name, size and sha256), so that a run retrained since
+    makes the result stale."""
+    return {**run_settings(config),
+            "checkpoint": {"file": Path(checkpoint).name, **file_record(checkpoint)}}
+
+
 def save_results(results: EvalResults, eval_dir: str | Path,
                  params: Mapping[str, Any] | None = None) -> Path:
-    """Write the three tables as CSV and ``meta.json`` (settings, params, the runs evaluated,
-    provenance) into ``eval_dir`` (:func:`write_tables`); returns ``eval_dir``."""
+    """Write the tables as CSV and ``meta.json`` (settings, params, the runs evaluated,
+    provenance, completion record) into ``eval_dir`` (:func:`write_tables`); returns
+    ``eval_dir``."""
     if not isinstance(results, EvalResults):
         raise ValueError(f"results must be an EvalResults, got {type(results).__name__}")
     tables = {}
@@ -288,108 +467,100 @@ def save_results(results: EvalResults, eval_dir: str | Path,
 
 
 def load_results(eval_dir: str | Path, params: StudyParams | None = None) -> EvalResults:
-    """The tables written by :func:`save_results` (settings and runs from ``meta.json``).
+    """The tables written by :func:`save_results` (settings and runs from ``meta.json``), each
+    checked against the folder's completion record (:func:`read_tables`).
 
-    With ``params``, the folder must hold exactly the runs ``params.runs(params.protocol)``
-    asks for, with their settings; a stale evaluation (of other runs, or runs trained with other
-    settings) raises ValueError naming the difference and the command that redoes it.
+    With ``params``, the evaluation must be current: made with :func:`eval_settings` of
+    ``params`` (class, degradation constants, kinds, levels, orders, sweep seed, NMI bins, eps
+    clamp, spread), of exactly the runs ``params.runs(params.protocol)`` asks for, trained with
+    their settings, from the checkpoints their folders hold now. Anything else raises
+    ValueError naming the difference and the command that redoes it.
     """
     eval_dir = Path(eval_dir)
-    paths = [eval_dir / f"{f}.csv" for f, _ in _FILES.values()] + [eval_dir / "meta.json"]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{eval_dir} lacks {missing}; run the evaluation first "
-                                f"(notebook 04_evaluation: {_REEVALUATE})")
-    frames = {}
-    for name, (filename, columns) in _FILES.items():
-        df = pd.read_csv(eval_dir / f"{filename}.csv")
-        check_frame(df, f"{filename}.csv", columns)
-        frames[name] = df
-    meta = json.loads((eval_dir / "meta.json").read_text(encoding="utf-8"))
-    results = EvalResults(**frames, settings=meta["settings"], runs=meta.get("runs") or [])
+    asked = None
+    if params is not None:
+        asked = {k: v for k, v in eval_settings(params).to_dict().items()
+                 if k not in _NEUTRAL_EVAL_FIELDS}
+    frames, meta = read_tables(eval_dir, [f for f, _ in _FILES.values()], _REEVALUATE, asked)
+    for filename, columns in _FILES.values():
+        check_frame(frames[filename], f"{eval_dir / filename}.csv", columns)
+    results = EvalResults(**{name: frames[f] for name, (f, _) in _FILES.items()},
+                          settings=meta["settings"], runs=meta.get("runs") or [],
+                          provenance=meta.get("provenance") or {})
     if params is not None:
         _check_current(results.runs, params, eval_dir)
     return results
 
 
 def _check_current(recorded: list[dict[str, Any]], params: StudyParams, eval_dir: Path) -> None:
-    """Raise unless ``recorded`` holds the settings of exactly the profile's runs."""
-    expected = [run_settings(run.config) for run in params.runs(params.protocol)]
+    """Raise unless ``recorded`` holds the settings of exactly the profile's runs, and the
+    checkpoints their folders hold now."""
+    runs = params.runs(params.protocol)
 
     def key(settings: Mapping[str, Any]) -> tuple[Any, Any]:
         return settings.get("variant"), settings.get("seed")
 
     by_key = {key(r): r for r in recorded}
     problems = []
-    for settings in expected:
+    for run in runs:
+        settings = run_settings(run.config)
+        name = f"{run.variant} seed {run.seed}"
         saved = by_key.get(key(settings))
         if saved is None:
-            problems.append(f"{key(settings)[0]} seed {key(settings)[1]} was not evaluated")
+            problems.append(f"{name} was not evaluated")
             continue
         differing = sorted(k for k in settings if saved.get(k) != settings[k])
         if differing:
             detail = ", ".join(f"{k}: evaluated {saved.get(k)!r}, profile {settings[k]!r}"
                                for k in differing)
-            problems.append(f"{key(settings)[0]} seed {key(settings)[1]} ({detail})")
-    extra = sorted(set(by_key) - {key(s) for s in expected}, key=str)
+            problems.append(f"{name} ({detail})")
+            continue
+        read = saved.get("checkpoint") or {}
+        path = run.dir / str(read.get("file"))
+        if not path.is_file() or file_record(path) != {k: read.get(k) for k in ("size", "sha256")}:
+            problems.append(f"{name}: its checkpoint changed since it was evaluated "
+                            "(trained again?)")
+    extra = sorted(set(by_key) - {(run.variant, run.seed) for run in runs}, key=str)
     problems += [f"{v} seed {s} is not in the profile" for v, s in extra]
     if problems:
         raise ValueError(f"the evaluation in {eval_dir} is stale: it does not match the runs "
                          f"the profile asks for ({'; '.join(problems)}). Redo it with "
-                         f"{_REEVALUATE} (and the same -p options)")
+                         f"{_REEVALUATE}")
 
 
 # --- the runs behind the tables ---------------------------------------------------------------
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    """Every record of a ``history.jsonl``; a line that is not a JSON object stops with the
-    file and line named (a complete run's history has no torn line)."""
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            record = err
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {number}, is not a JSON record ({line[:60]!r}); the "
-                             "history is damaged: delete that run's folder and train it again "
-                             "(./run_all.sh --only 03_training)")
-        records.append(record)
-    return records
-
-
 def load_histories(params: StudyParams) -> pd.DataFrame:
-    """Every run's ``history.jsonl`` as one long table: ``variant``, ``seed``, then the
-    history's columns (``epoch``, ``train_loss``, ``train_acc``, ``holdout_*``, ``test_*``...).
+    """Every run's history as one long table: ``variant``, ``seed``, then the history's
+    columns (``epoch``, ``train_loss``, ``train_acc``, ``holdout_*``, ``test_*``...).
 
     The runs are ``params.runs(params.protocol)``, the same ones Table 1 is made of: each must
-    be complete and trained with the profile's settings (:func:`imlib.train.completed_run`
-    raises naming the run and the fix), and a damaged history line is an error naming the file
-    and line.
+    be complete, trained with the profile's settings and hold exactly the epochs its result
+    says were trained (:func:`imlib.runs.completed_run` raises naming the run, the file and the
+    fix).
     """
     frames = []
     for run in params.runs(params.protocol):
         completed_run(run.config)
-        records = _read_history(run.dir / "history.jsonl")
-        if not records:
-            raise ValueError(f"{run.dir / 'history.jsonl'} is empty although the run is "
-                             "complete: delete that run's folder and train it again "
-                             "(./run_all.sh --only 03_training)")
+        records = read_history(RunFiles(run.dir).history, run.config.epochs)
         frames.append(pd.DataFrame(records).assign(variant=run.variant, seed=run.seed))
     df = pd.concat(frames, ignore_index=True)
     front = ["variant", "seed"]
     return df[front + [c for c in df.columns if c not in front]]
 
 
+_PROVENANCE_COLUMNS = ("git_commit", "git_dirty", "git_diff_sha256", "created")
+
+
 def run_provenance(runs: Sequence[StudyRun]) -> pd.DataFrame:
-    """Where each finished run came from: columns ``run`` (protocol/variant/seed),
-    ``git_commit`` and ``created`` of its ``result.json``, to set beside the current code's
-    :func:`imlib.io.provenance`. Every run must be complete (:func:`imlib.train.completed_run`).
-    """
+    """Where each finished run came from: columns ``run`` (protocol/variant/seed), then
+    ``git_commit``, ``git_dirty`` (the code had uncommitted changes), ``git_diff_sha256`` and
+    ``created`` of its result (None where a run recorded no such field), to set beside the
+    current code's :func:`imlib.io.provenance`. Every run must be complete
+    (:func:`imlib.runs.completed_run`)."""
     rows = []
     for run in runs:
         origin = completed_run(run.config).get("provenance") or {}
-        rows.append({"run": run.name,
-                     "git_commit": origin.get("git_commit"), "created": origin.get("created")})
-    return pd.DataFrame(rows, columns=["run", "git_commit", "created"])
+        rows.append({"run": run.name, **{k: origin.get(k) for k in _PROVENANCE_COLUMNS}})
+    return pd.DataFrame(rows, columns=["run", *_PROVENANCE_COLUMNS])

@@ -1,8 +1,8 @@
-"""What a training run is: its settings (``TrainConfig``), its folder and whether that folder
-holds a finished run (``completed_run``), and its checkpoints, read safely (``load_model``).
+"""What a training run is: its settings (``TrainConfig``), its folder's files (``RunFiles``,
+the one place that names them), whether that folder holds a finished run (``completed_run``),
+its history (``read_history``) and its checkpoints, read safely (``load_model``).
 
-``imlib.train`` runs the engine; evaluation, figures and reports read runs through this module
-(both names are also importable from ``imlib.train``).
+``imlib.train`` runs the engine; evaluation, figures and reports read runs through this module.
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ from imlib.io import read_jsonl
 from imlib.labels import SPREADS
 from imlib.models import MODELS, build_model
 
-__all__ = ["VARIANTS", "COMPILE_MODES", "NEUTRAL_FIELDS", "RETRAIN_HINT", "TrainConfig",
-           "IncompleteRunError", "resolve_device", "check_same_settings", "read_checkpoint",
-           "completed_run", "load_model"]
+__all__ = ["VARIANTS", "COMPILE_MODES", "NEUTRAL_FIELDS", "RETRAIN_HINT", "CHECKPOINTS",
+           "TrainConfig", "RunFiles", "IncompleteRunError", "resolve_device",
+           "check_same_settings", "read_checkpoint", "read_history", "completed_run",
+           "load_model"]
 
 VARIANTS = ("baseline", "ls", "im", "level")
 SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("holdout", "test", "last")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+CHECKPOINTS = ("best", "last")  # the selected epoch's weights | the final state, to resume
 
 # Fields that change neither the data, the model nor the optimisation: a run may resume under
 # different values of these, and a finished run stays valid.
@@ -167,6 +169,56 @@ def resolve_device(name: str) -> torch.device:
 # --- the folder of a run --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one run folder, named here and nowhere else."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def config(self) -> Path:
+        """Settings and provenance, written when a run starts (or starts over)."""
+        return self.folder / "config.json"
+
+    @property
+    def history(self) -> Path:
+        """One JSON record per finished epoch (:func:`read_history`)."""
+        return self.folder / "history.jsonl"
+
+    @property
+    def last(self) -> Path:
+        """Everything an interrupted run needs to resume, saved after every epoch."""
+        return self.folder / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        """The weights of the selected epoch: what evaluation loads."""
+        return self.folder / "best.pt"
+
+    @property
+    def result(self) -> Path:
+        """Written last: its presence marks a finished run."""
+        return self.folder / "result.json"
+
+    @property
+    def diverged(self) -> Path:
+        """Written instead of ``result`` when the run diverged."""
+        return self.folder / "diverged.json"
+
+    @property
+    def job(self) -> Path:
+        """The launcher and id of the job that trains the run (``imlib.launch``), if any."""
+        return self.folder / "job.json"
+
+    def checkpoint(self, which: str) -> Path:
+        """The checkpoint ``which`` (one of ``CHECKPOINTS``: "best" or "last")."""
+        check_choice(which, CHECKPOINTS, "checkpoint")
+        return self.best if which == "best" else self.last
+
+
 def _config_mismatch(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     current = config.to_dict()
     return sorted(k for k in current if k not in NEUTRAL_FIELDS and saved.get(k) != current[k])
@@ -198,37 +250,71 @@ def read_checkpoint(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     return state
 
 
+def _epochs_text(epochs: list[Any]) -> str:
+    shown = ", ".join(map(str, epochs[:12])) + (", ..." if len(epochs) > 12 else "")
+    return f"the epochs [{shown}]" if epochs else "no epoch"
+
+
+def read_history(path: str | Path, epochs: int | None = None) -> list[dict[str, Any]]:
+    """The records of a run's history, one per finished epoch.
+
+    Without ``epochs`` (a run still training or resuming) a missing file is empty and a torn
+    last line, cut by a crash mid-append, is dropped. With ``epochs`` (a finished run) the file
+    must hold exactly the records of epochs 1 to ``epochs``, each once and in order, and end
+    with a whole line; anything else raises ``IncompleteRunError`` naming the file.
+    """
+    path = Path(path)
+    if epochs is None:
+        return read_jsonl(path) if path.exists() else []
+    if not path.is_file():
+        raise IncompleteRunError(path.parent, "damaged", f"{path} is missing", RETRAIN_HINT)
+    content = path.read_bytes()
+    if content and not content.endswith(b"\n"):
+        raise IncompleteRunError(path.parent, "damaged", f"{path} ends in a torn line",
+                                 RETRAIN_HINT)
+    records = read_jsonl(path)
+    found = [r.get("epoch") if isinstance(r, dict) else None for r in records]
+    if found != list(range(1, epochs + 1)):
+        result = RunFiles(path.parent).result.name
+        raise IncompleteRunError(path.parent, "damaged",
+                                 f"{path} holds {_epochs_text(found)}, but {result} says "
+                                 f"epochs 1 to {epochs} were trained (each once, in order)",
+                                 RETRAIN_HINT)
+    return records
+
+
 def completed_run(config: TrainConfig) -> dict[str, Any]:
     """The ``result.json`` of the finished run ``config`` asks for, or ``IncompleteRunError``
-    naming the folder, what is wrong (missing, unfinished, other settings, diverged) and the fix.
-    Fields that do not change results (``NEUTRAL_FIELDS``) may differ."""
-    folder = Path(config.out_dir)
-    result_file, diverged_file = folder / "result.json", folder / "diverged.json"
-    if diverged_file.exists():
-        raise IncompleteRunError(folder, "diverged", json.loads(diverged_file.read_text()),
+    naming the folder, what is wrong (missing, unfinished, other settings, diverged, damaged:
+    a history that does not hold exactly the epochs the result says were trained) and the fix.
+    Fields that do not change results (``NEUTRAL_FIELDS``) may differ. A folder whose run
+    stopped before its first epoch holds nothing to keep: it counts as not trained yet."""
+    files = RunFiles(config.out_dir)
+    folder = files.folder
+    if files.diverged.exists():
+        raise IncompleteRunError(folder, "diverged", json.loads(files.diverged.read_text()),
                                  f"lower the learning rate (-p lr ...) and {RETRAIN_HINT}")
-    if not result_file.exists():
-        if (folder / "config.json").exists():
-            check_same_settings(folder, json.loads((folder / "config.json").read_text())
-                                 ["config"], config)
-        history = folder / "history.jsonl"
-        if (folder / "last.pt").exists() or history.exists():
-            done = len(read_jsonl(history)) if history.exists() else 0
-            raise IncompleteRunError(folder, "unfinished",
-                                     f"unfinished at epoch {done} of {config.epochs}",
-                                     _FINISH_HINT)
-        raise IncompleteRunError(folder, "missing", "not trained yet",
-                                 "run ./run_all.sh --only 03_training (same --profile and -p "
-                                 "options) to train it")
+    if not files.result.exists():
+        done = len(read_history(files.history))
+        if not (files.last.exists() or done):
+            raise IncompleteRunError(folder, "missing", "not trained yet",
+                                     "run ./run_all.sh --only 03_training (same --profile and "
+                                     "-p options) to train it")
+        if files.config.exists():
+            check_same_settings(folder, json.loads(files.config.read_text())["config"], config)
+        raise IncompleteRunError(folder, "unfinished",
+                                 f"unfinished at epoch {done} of {config.epochs}", _FINISH_HINT)
     try:
-        result = json.loads(result_file.read_text())
+        result = json.loads(files.result.read_text())
         saved = result["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise IncompleteRunError(folder, "damaged", f"{result_file} is damaged ({err})",
+        raise IncompleteRunError(folder, "damaged", f"{files.result} is damaged ({err})",
                                  RETRAIN_HINT) from err
     check_same_settings(folder, saved, config)
-    if not (folder / "best.pt").exists():
-        raise IncompleteRunError(folder, "damaged", "best.pt is missing", RETRAIN_HINT)
+    if not files.best.exists():
+        raise IncompleteRunError(folder, "damaged", f"{files.best.name} is missing",
+                                 RETRAIN_HINT)
+    read_history(files.history, config.epochs)
     return result
 
 

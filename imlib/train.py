@@ -31,19 +31,17 @@ from torch import Tensor
 from imlib import labels as policies
 from imlib.data import ImageData, holdout_split, normalize
 from imlib.degradations import DegradationConfig, random_degrade
-from imlib.io import (append_jsonl, atomic_save, atomic_write_text, mark_created, provenance,
-                      read_jsonl)
+from imlib.io import append_jsonl, atomic_save, atomic_write_text, provenance
 from imlib.labels import soft_cross_entropy
 from imlib.models import build_model
 from imlib.nmi import nmi
 from imlib.progress import progress
-from imlib.runs import (COMPILE_MODES, NEUTRAL_FIELDS, RETRAIN_HINT, VARIANTS, IncompleteRunError,
-                        TrainConfig, check_same_settings, completed_run, load_model,
-                        read_checkpoint, resolve_device)
+from imlib.runs import (RETRAIN_HINT, IncompleteRunError, RunFiles, TrainConfig,
+                        check_same_settings, completed_run, read_checkpoint, read_history,
+                        resolve_device)
 
-__all__ = ["VARIANTS", "COMPILE_MODES", "NEUTRAL_FIELDS", "TrainConfig", "RunResult",
-           "TrainingBatch", "IncompleteRunError", "train", "completed_run", "load_model",
-           "resolve_device", "crop_flip", "prepare", "training_batch", "train_steps"]
+__all__ = ["RunResult", "TrainingBatch", "train", "crop_flip", "prepare", "clean_images",
+           "variant_smoothing", "training_batch", "train_steps"]
 
 
 @dataclass
@@ -118,6 +116,10 @@ class RunState:
     def out(self) -> Path:
         return Path(self.config.out_dir)
 
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.out)
+
 
 def _compiled(model: torch.nn.Module, mode: str, device: torch.device
               ) -> Callable[[Tensor], Tensor]:
@@ -189,6 +191,31 @@ class TrainingBatch:
     inputs: Tensor  # normalised, channels_last: what the network sees
 
 
+def clean_images(run: RunState, idx: Tensor) -> Tensor:
+    """The training images ``idx`` as the step starts from them: cropped and flipped with the
+    run's generator when the config asks for it, then float in [0, 1]."""
+    x = run.train.x[idx]
+    if run.config.base_augment:
+        x = crop_flip(x, run.generator)
+    return x.float().div_(255)
+
+
+def variant_smoothing(config: TrainConfig, labels: Tensor, nmi_values: Tensor | None,
+                      levels: Tensor | None) -> tuple[Tensor, str]:
+    """The variant's smoothing eps per sample and how its target spreads it over the other
+    classes (``imlib.labels.soft_targets``): 0 for the baseline, ``ls_eps`` spread over all
+    classes for LS, ``im_eps(nmi)`` for IM and ``level_eps(levels)`` for the level control, both
+    spread as ``im_spread`` says."""
+    if config.variant == "im":
+        eps = policies.im_eps(nmi_values, config.im_max_eps)
+    elif config.variant == "level":
+        eps = policies.level_eps(levels, config.im_max_eps)
+    else:
+        eps = torch.full((len(labels),), config.ls_eps if config.variant == "ls" else 0.0,
+                         device=labels.device)
+    return eps, "all" if config.variant == "ls" else config.im_spread
+
+
 @torch.no_grad()
 def training_batch(run: RunState, idx: Tensor, with_nmi: bool = False) -> TrainingBatch:
     """The training batch of images ``idx``: crop + flip of the stored uint8 images, then
@@ -198,10 +225,7 @@ def training_batch(run: RunState, idx: Tensor, with_nmi: bool = False) -> Traini
     the variant does not use it (the baseline's training does not pay for it).
     """
     cfg, y = run.config, run.train.y[idx]
-    x = run.train.x[idx]
-    if cfg.base_augment:
-        x = crop_flip(x, run.generator)
-    clean = x.float().div_(255)
+    clean = clean_images(run, idx)
     degraded, kinds, levels = clean, None, None
     if cfg.degrade:
         degraded, kinds, levels = random_degrade(clean, run.generator, run.degradation,
@@ -209,13 +233,7 @@ def training_batch(run: RunState, idx: Tensor, with_nmi: bool = False) -> Traini
     nmi_values = None
     if cfg.variant == "im" or with_nmi:
         nmi_values = nmi(clean, degraded, bins=cfg.nmi_bins, validate_args=False)
-    if cfg.variant == "im":
-        eps = policies.im_eps(nmi_values, cfg.im_max_eps)
-    elif cfg.variant == "level":
-        eps = policies.level_eps(levels, cfg.im_max_eps)
-    else:
-        eps = torch.full((len(y),), cfg.ls_eps if cfg.variant == "ls" else 0.0, device=y.device)
-    spread = "all" if cfg.variant == "ls" else cfg.im_spread
+    eps, spread = variant_smoothing(cfg, y, nmi_values, levels)
     targets = policies.soft_targets(y, run.data.num_classes, eps, spread, validate_args=False)
     return TrainingBatch(clean, degraded, kinds, levels, nmi_values, eps, y, targets,
                          _inputs(run, degraded))
@@ -265,10 +283,10 @@ def _weights_finite(run: RunState) -> Tensor:
 def _diverged(run: RunState, epoch: int, what: str) -> FloatingPointError:
     """Record the divergence in ``diverged.json`` and the error that names the last good
     checkpoint (checkpoints are checked before saving, so that one is finite)."""
-    last_good = (f"the last good checkpoint is {run.out / 'last.pt'} (epoch {epoch - 1})"
+    last_good = (f"the last good checkpoint is {run.files.last} (epoch {epoch - 1})"
                  if epoch > 1 else "no epoch finished cleanly")
     message = f"diverged: {what} at epoch {epoch} (lr {run.config.lr}); {last_good}"
-    atomic_write_text(json.dumps(message), run.out / "diverged.json")
+    atomic_write_text(json.dumps(message), run.files.diverged)
     return FloatingPointError(f"run {run.out} {message}; lower the learning rate (-p lr ...) "
                               f"and {RETRAIN_HINT}")
 
@@ -342,7 +360,7 @@ _RESUME_KEYS = ("model", "optimizer", "scheduler", "generator", "torch_rng", "co
 
 def _resume(run: RunState) -> int:
     """Load out_dir/last.pt into the run; the number of epochs already done (0 if none)."""
-    path = run.out / "last.pt"
+    path = run.files.last
     if not (run.config.resume and path.exists()):
         return 0
     state = read_checkpoint(path, _RESUME_KEYS)
@@ -358,31 +376,33 @@ def _resume(run: RunState) -> int:
     run.best_score, run.best_epoch = state["best_score"], state["best_epoch"]
     # The history file is rewritten from the checkpoint: an epoch logged after the last save
     # (a crash between the two) must not appear twice.
-    atomic_write_text("".join(json.dumps(r) + "\n" for r in run.history), run.out / "history.jsonl")
+    atomic_write_text("".join(json.dumps(r) + "\n" for r in run.history), run.files.history)
     return state["epoch"]
 
 
 def _start_over(run: RunState) -> None:
     """Remove what an earlier attempt left, so nothing stale outlives a fresh start."""
-    for name in ("result.json", "diverged.json", "history.jsonl", "best.pt", "last.pt"):
-        (run.out / name).unlink(missing_ok=True)
+    files = run.files
+    for path in (files.result, files.diverged, files.history, files.best, files.last):
+        path.unlink(missing_ok=True)
     atomic_write_text(json.dumps({"config": run.config.to_dict(), "provenance": run.provenance},
-                                 indent=2), run.out / "config.json")
+                                 indent=2), files.config)
 
 
 def _reused(config: TrainConfig, result: dict[str, Any]) -> RunResult:
-    out = Path(config.out_dir)
-    return RunResult(config, read_jsonl(out / "history.jsonl"), out / "best.pt", out / "last.pt",
-                     result["best_epoch"], out)
+    files = RunFiles(config.out_dir)
+    return RunResult(config, read_history(files.history, config.epochs), files.best, files.last,
+                     result["best_epoch"], files.folder)
 
 
-def train(config: TrainConfig) -> RunResult:
+def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunResult:
     """Train one variant as ``config`` says; resume from ``config.out_dir`` when possible.
 
     A finished run with the same settings is returned as it is, without retraining or rewriting
     anything (its provenance stays the one of the run that trained). Files in ``out_dir``:
     ``config.json``, ``history.jsonl``, ``last.pt``, ``best.pt`` (weights only), ``result.json``
     (written last: its presence marks a finished run), or ``diverged.json`` if it diverged.
+    ``job`` (the launcher and job id that train the run: ``imlib.launch``) joins its provenance.
     """
     if config.resume:
         try:
@@ -391,11 +411,12 @@ def train(config: TrainConfig) -> RunResult:
             if err.reason in ("mismatch", "damaged"):
                 raise
     run = prepare(config)
-    mark_created(run.out)
+    run.provenance.update(job or {})
+    run.out.mkdir(parents=True, exist_ok=True)
     done = _resume(run)
     if done == 0:
         _start_over(run)
-    (run.out / "diverged.json").unlink(missing_ok=True)
+    run.files.diverged.unlink(missing_ok=True)
     steps = math.ceil(len(run.train.y) / config.batch_size)
     label = f"{config.variant} seed {config.seed}"
     with progress(total=config.epochs * steps, initial=done * steps, desc=label, unit="step",
@@ -415,18 +436,18 @@ def train(config: TrainConfig) -> RunResult:
             score = _selection_score(run, record)
             if score > run.best_score:
                 run.best_score, run.best_epoch = score, epoch
-                atomic_save(_weights(run, epoch), run.out / "best.pt")
-            atomic_save(_resume_state(run, epoch), run.out / "last.pt")
-            append_jsonl(record, run.out / "history.jsonl")
+                atomic_save(_weights(run, epoch), run.files.best)
+            atomic_save(_resume_state(run, epoch), run.files.last)
+            append_jsonl(record, run.files.history)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                             test_acc=f"{record['test_acc']:.3f}")
     best = run.history[run.best_epoch - 1]
     summary = {"completed": True, "best_epoch": run.best_epoch, "best": best,
                "config": config.to_dict(), "provenance": run.provenance}
-    atomic_write_text(json.dumps(summary, indent=2), run.out / "result.json")
+    atomic_write_text(json.dumps(summary, indent=2), run.files.result)
     if bar.disable:
         print(f"{label}: {config.epochs} epochs, best epoch {run.best_epoch}, test acc "
               f"{best['test_acc']:.3f}, {sum(r['seconds'] for r in run.history):.0f} s",
               flush=True)
-    return RunResult(config, run.history, run.out / "best.pt", run.out / "last.pt",
-                     run.best_epoch, run.out)
+    return RunResult(config, run.history, run.files.best, run.files.last, run.best_epoch,
+                     run.out)

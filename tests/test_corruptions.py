@@ -28,8 +28,9 @@ from imlib.corruptions import (
 from imlib.data import normalize, synthetic
 from imlib.metrics import ece, topk_accuracy
 from imlib.models import small_cnn
+from imlib.runs import IncompleteRunError, load_model
 from imlib.study import load_params
-from imlib.train import IncompleteRunError, load_model, train
+from imlib.train import train
 
 C_IMAGES = 4  # images per severity
 C_NAMES = ("gaussian_noise", "fog")

@@ -3,6 +3,8 @@ evaluation against computations done by hand here (CPU, tiny data)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -10,15 +12,13 @@ import pytest
 import torch
 from torch import nn
 
+import imlib.evaluate as evaluate_module
 from imlib.data import denormalize, normalize, synthetic
-from imlib.degradations import KINDS, PAPER_EVAL, degrade
+from imlib.degradations import KINDS, LEVELS, PAPER_EVAL, degrade
 from imlib.evaluate import (
-    LEVELS,
     ORDER_FREE_KINDS,
-    ORDERS,
     _degrade_all,
     degradation_sweep,
-    evaluate_checkpoint,
     evaluate_study,
     predict,
     reliability_table,
@@ -26,9 +26,11 @@ from imlib.evaluate import (
 from imlib.metrics import classification_metrics, ece
 from imlib.models import small_cnn
 from imlib.nmi import nmi
-from imlib.results import METRICS, SWEEP_COLUMNS, load_results, save_results, summarize
+from imlib.results import (METRICS, ORDERS, SWEEP_COLUMNS, EvalSettings, eval_settings,
+                           load_results, save_results, summarize)
+from imlib.runs import IncompleteRunError, RunFiles, load_model
 from imlib.study import load_params
-from imlib.train import IncompleteRunError, load_model, train
+from imlib.train import train
 
 
 class FixedLogits(nn.Module):
@@ -66,7 +68,7 @@ def cnn():
 
 @pytest.fixture(scope="module")
 def sweep(cnn, data):
-    return degradation_sweep(cnn, data, batch_size=8)
+    return degradation_sweep(cnn, data, EvalSettings(batch_size=8))
 
 
 def by_hand(model, x_float, data):
@@ -114,8 +116,8 @@ def test_sweep_of_a_fixed_prediction_has_known_values(data):
     logits = [2.0, 0.0, 1.0]
     p = np.exp(logits) / np.exp(logits).sum()
     for class_index in (0, 1):
-        df = degradation_sweep(FixedLogits(logits), data, levels=(0.0, 0.5, 1.0),
-                               class_index=class_index)
+        df = degradation_sweep(FixedLogits(logits), data,
+                               EvalSettings(levels=(0.0, 0.5, 1.0), class_index=class_index))
         every, one = df[df.subset == "all"], df[df.subset == "class"]
         # Balanced labels: a third of the images are of class 0, the argmax.
         np.testing.assert_allclose(every.accuracy, 1 / 3, atol=1e-6)
@@ -137,7 +139,8 @@ def test_sweep_has_one_row_per_kind_level_and_subset(sweep, data):
 
 
 def test_each_followed_image_reads_its_own_prediction(cnn, data):
-    df = degradation_sweep(cnn, data, kinds=("mosaic",), levels=(0.5,), class_index=1)
+    df = degradation_sweep(cnn, data,
+                           EvalSettings(kinds=("mosaic",), levels=(0.5,), class_index=1))
     followed = df[df.subset.str.startswith("image ")]
     indices = (data.y_test == 1).nonzero().squeeze(1)[:5].tolist()
     assert list(followed.subset) == [f"image {i}" for i in indices] and (followed.n == 1).all()
@@ -166,7 +169,8 @@ def test_mosaic_nmi_falls_with_the_level(sweep):
 
 
 def test_class_subset_is_computed_on_the_class_images(cnn, data):
-    df = degradation_sweep(cnn, data, kinds=("mosaic",), levels=(0.5,), class_index=1)
+    df = degradation_sweep(cnn, data,
+                           EvalSettings(kinds=("mosaic",), levels=(0.5,), class_index=1))
     row = df[df.subset == "class"].iloc[0]
     mine = data.y_test == 1
     clean = data.x_test[mine].float() / 255
@@ -180,10 +184,12 @@ def test_class_subset_is_computed_on_the_class_images(cnn, data):
 
 def test_sweep_is_deterministic_and_independent_of_the_batch_size(cnn, data):
     args = dict(kinds=("diffusion", "dropout"), levels=(0.3, 0.6))
-    first = degradation_sweep(cnn, data, **args, batch_size=4)
-    pd.testing.assert_frame_equal(first, degradation_sweep(cnn, data, **args, batch_size=4))
-    pd.testing.assert_frame_equal(first, degradation_sweep(cnn, data, **args), atol=1e-5)
-    other = degradation_sweep(cnn, data, **args, seed=1)
+    first = degradation_sweep(cnn, data, EvalSettings(**args, batch_size=4))
+    pd.testing.assert_frame_equal(first, degradation_sweep(cnn, data, EvalSettings(**args,
+                                                                                 batch_size=4)))
+    pd.testing.assert_frame_equal(first, degradation_sweep(cnn, data, EvalSettings(**args)),
+                                  atol=1e-5)
+    other = degradation_sweep(cnn, data, EvalSettings(**args, sweep_seed=1))
     assert not np.allclose(first.nmi, other.nmi)  # the seed changes the noise and patches
 
 
@@ -215,14 +221,15 @@ def study(tmp_path_factory):
     for run in params.runs():
         train(run.config)
     data = params.load_data()
-    return params, data, evaluate_study(params, data, levels=(0.0, 0.5))
+    settings = dataclasses.replace(eval_settings(params), levels=(0.0, 0.5))
+    return params, data, evaluate_study(params, data, settings)
 
 
 def test_evaluate_study_tables(study):
     params, data, results = study
     assert list(results.clean.variant) == ["baseline", "im"]
     assert (results.clean.seed == 0).all()
-    model, _ = load_model(params.train_dir("im", 0) / "best.pt", "cpu")
+    model, _ = load_model(RunFiles(params.train_dir("im", 0)).best, "cpu")
     row = results.clean[results.clean.variant == "im"].iloc[0]
     expected = classification_metrics(by_hand(model, data.x_test.float() / 255, data),
                                       data.y_test)
@@ -246,16 +253,52 @@ def test_evaluate_study_records_the_settings_of_the_runs_it_evaluated(study):
         assert recorded["lr"] == run.config.lr and recorded["dataset"] == "synthetic"
 
 
+def test_the_evaluation_records_the_checkpoints_it_read(study):
+    params, _, results = study
+    for recorded, run in zip(results.runs, params.runs(), strict=True):
+        data = RunFiles(run.dir).best.read_bytes()
+        assert recorded["checkpoint"] == {"file": RunFiles(run.dir).best.name, "size": len(data),
+                                          "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_a_study_is_evaluated_with_its_own_nmi_bins_and_batch(tmp_path, monkeypatch):
+    """-p nmi_bins 32: the sweep's NMI is the 32-bin NMI of the same degraded images (it was
+    64 whatever the runs trained with), and evaluation batches hold eval_batch_size images."""
+    params = tiny_study(tmp_path, variants=["im"], nmi_bins=32, eval_batch_size=7)
+    train(params.runs()[0].config)
+    data = params.load_data()
+    batches = []
+
+    def recording(model, x, mean, std, batch_size):
+        batches.append(batch_size)
+        return real_predict(model, x, mean, std, batch_size)
+
+    real_predict = evaluate_module._predict
+    monkeypatch.setattr(evaluate_module, "_predict", recording)
+    settings = dataclasses.replace(eval_settings(params), kinds=("diffusion", "blur"),
+                                   levels=(0.5,), orders=("degrade_first",))
+    results = evaluate_study(params, data, settings)
+    assert set(batches) == {7}
+    assert results.eval_settings.nmi_bins == 32
+    clean = data.x_test.float() / 255
+    for kind in settings.kinds:
+        degraded = _degrade_all(clean, kind, 0.5, settings.sweep_seed, settings.degradation)
+        row = results.sweeps.query("kind == @kind and subset == 'all'").iloc[0]
+        assert row.nmi == pytest.approx(float(nmi(clean, degraded, bins=32).mean()), abs=1e-6)
+        assert row.nmi != pytest.approx(float(nmi(clean, degraded, bins=64).mean()), abs=1e-3)
+
+
 def test_order_free_kinds_are_computed_once_and_equal_a_direct_sweep(study):
     """Blur and mosaic rows of normalize_first are copied from degrade_first; they must equal
     what sweeping the normalised images directly gives (the degradations are linear with rows
     summing to 1 and never clamp)."""
     params, data, results = study
-    model, _ = load_model(params.train_dir("im", 0) / "best.pt", "cpu")
+    model, _ = load_model(RunFiles(params.train_dir("im", 0)).best, "cpu")
     ours = results.sweeps.query("variant == 'im' and order == 'normalize_first'")
     ours = ours.drop(columns=["variant", "seed"]).reset_index(drop=True)
-    direct = degradation_sweep(model, data, kinds=KINDS, levels=(0.0, 0.5), config=PAPER_EVAL,
-                               class_index=params.eval_class, order="normalize_first")
+    direct = degradation_sweep(model, data, EvalSettings(levels=(0.0, 0.5),
+                                                         class_index=params.eval_class),
+                               order="normalize_first")
     keys = ["kind", "level", "subset", "order", "n"]
     pd.testing.assert_frame_equal(ours[keys], direct[keys])
     free = direct.kind.isin(ORDER_FREE_KINDS).to_numpy()
@@ -274,7 +317,7 @@ def test_evaluate_study_refuses_runs_trained_with_other_settings(study):
     params, data, _ = study
     other = tiny_study(params.runs_root.parent, lr=0.01)
     with pytest.raises(IncompleteRunError, match="lr"):
-        evaluate_study(other, data, levels=(0.0,))
+        evaluate_study(other, data)
 
 
 def test_evaluate_study_refuses_an_unfinished_run(study, tmp_path):
@@ -282,9 +325,9 @@ def test_evaluate_study_refuses_an_unfinished_run(study, tmp_path):
     unfinished = tiny_study(tmp_path, variants=["baseline"])
     run = unfinished.runs()[0]
     train(run.config)
-    (run.dir / "result.json").unlink()  # as if killed before the end
+    RunFiles(run.dir).result.unlink()  # as if killed before the end
     with pytest.raises(IncompleteRunError, match="unfinished"):
-        evaluate_study(unfinished, data, levels=(0.0,))
+        evaluate_study(unfinished, data)
 
 
 def test_the_study_holds_both_orders_and_saves_them(study, tmp_path):
@@ -304,11 +347,12 @@ def test_the_study_holds_both_orders_and_saves_them(study, tmp_path):
 
 
 @pytest.mark.parametrize(("call", "name"), [
-    (lambda m, d: degradation_sweep(m, d, kinds=("noise",)), "kinds"),
-    (lambda m, d: degradation_sweep(m, d, levels=(0.0, 1.5)), "levels"),
-    (lambda m, d: degradation_sweep(m, d, levels=()), "levels"),
-    (lambda m, d: degradation_sweep(m, d, class_index=3), "class_index"),
-    (lambda m, d: degradation_sweep(m, d, batch_size=0), "batch_size"),
+    (lambda m, d: degradation_sweep(m, d, EvalSettings(kinds=("noise",))), "kinds"),
+    (lambda m, d: degradation_sweep(m, d, EvalSettings(levels=(0.0, 1.5))), "levels"),
+    (lambda m, d: degradation_sweep(m, d, EvalSettings(levels=())), "levels"),
+    (lambda m, d: degradation_sweep(m, d, EvalSettings(class_index=3)), "class_index"),
+    (lambda m, d: degradation_sweep(m, d, EvalSettings(batch_size=0)), "batch_size"),
+    (lambda m, d: degradation_sweep(m, d, {"nmi_bins": 32}), "settings"),
     (lambda m, d: predict(m, d.x_test[:0], d.mean, d.std), "x"),
     (lambda m, d: predict(m, d.x_test.float(), d.mean, d.std), "x"),  # not divided by 255
     (lambda m, d: reliability_table(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
@@ -335,7 +379,8 @@ class Recorder(FixedLogits):
 
 
 def both_orders(model, data, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return tuple(degradation_sweep(model, data, order=order, **kwargs) for order in ORDERS)
+    return tuple(degradation_sweep(model, data, EvalSettings(**kwargs), order=order)
+                 for order in ORDERS)
 
 
 def test_orders_agree_for_the_linear_kinds_at_every_level(cnn, data):
@@ -363,8 +408,8 @@ def test_normalize_first_feeds_the_paper_scripts_inputs(data):
     inputs = {}
     for order in ORDERS:
         model = Recorder([0.0, 1.0, 2.0])
-        degradation_sweep(model, data, kinds=("dropout", "diffusion"), levels=(1.0, 0.5),
-                          order=order)
+        degradation_sweep(model, data, EvalSettings(kinds=("dropout", "diffusion"),
+                                                    levels=(1.0, 0.5)), order=order)
         inputs[order] = model.inputs  # dropout 1, dropout 0.5, diffusion 1, diffusion 0.5
     # Dropout at d = 1 drops every patch: black in degrade_first, the mean colour (0 in
     # normalised units) when the normalised tensor is degraded.
@@ -382,8 +427,8 @@ def test_normalize_first_feeds_the_paper_scripts_inputs(data):
 
 
 def test_normalize_first_nmi_is_taken_on_the_denormalised_image(cnn, data):
-    row = degradation_sweep(cnn, data, kinds=("diffusion",), levels=(0.3,), seed=5,
-                            order="normalize_first").iloc[0]
+    row = degradation_sweep(cnn, data, EvalSettings(kinds=("diffusion",), levels=(0.3,),
+                                                    sweep_seed=5), order="normalize_first").iloc[0]
     clean = data.x_test.float() / 255
     degraded = _degrade_all(normalize(clean, data.mean, data.std), "diffusion", 0.3, 5,
                                      PAPER_EVAL)
@@ -403,8 +448,8 @@ def test_level_zero_is_the_clean_image_in_both_orders(cnn, data):
 @pytest.mark.parametrize("call", [
     lambda m, d: degradation_sweep(m, d, order="degrade_last"),
     lambda m, d: degradation_sweep(m, d, order=None),
-    lambda m, d: evaluate_checkpoint("nowhere.pt", d, orders=("normalise_first",)),
-    lambda m, d: evaluate_checkpoint("nowhere.pt", d, orders=()),
+    lambda m, d: EvalSettings(orders=("normalise_first",)),
+    lambda m, d: EvalSettings(orders=()),
 ])
 def test_a_bad_order_raises_listing_the_orders(cnn, data, call):
     with pytest.raises(ValueError, match=r"order.*'degrade_first', 'normalize_first'"):
@@ -416,8 +461,42 @@ def test_sweeping_several_models_at_once_equals_each_alone(cnn):
 
     data = synthetic(4, num_classes=3, test_per_class=4)
     other = small_cnn(3)
-    args = dict(kinds=("diffusion", "dropout"), levels=(0.0, 0.6), seed=3, batch_size=5)
-    together = degradation_sweeps([cnn, other], data, order="normalize_first", **args)
+    settings = EvalSettings(kinds=("diffusion", "dropout"), levels=(0.0, 0.6), sweep_seed=3,
+                            batch_size=5)
+    together = degradation_sweeps([cnn, other], data, settings, order="normalize_first")
     for model, frame in zip((cnn, other), together, strict=True):
-        alone = degradation_sweep(model, data, order="normalize_first", **args)
+        alone = degradation_sweep(model, data, settings, order="normalize_first")
         pd.testing.assert_frame_equal(frame, alone)
+
+
+@pytest.mark.parametrize("orders", [("normalize_first", "degrade_first"), ("normalize_first",)])
+def test_the_per_image_table_averages_to_the_clean_metrics_and_the_sweeps(study, orders):
+    """Its groups are training's order even when another order computes blur and mosaic first;
+    without that order they are NaN, never a part of the kinds."""
+    from imlib.intervals import calibration_error
+    from imlib.results import PER_IMAGE_COLUMNS
+
+    params, data, _ = study
+    # diffusion depends on the order, mosaic does not (computed in the first order, copied)
+    settings = dataclasses.replace(eval_settings(params), kinds=("diffusion", "mosaic"),
+                                   levels=(0.0, 0.2, 0.8), orders=orders)
+    results = evaluate_study(params, data, settings)
+    table = results.per_image
+    assert list(table.columns) == list(PER_IMAGE_COLUMNS) and len(table) == 2 * len(data.y_test)
+    if orders == ("normalize_first",):
+        assert table[["degraded_correct", "mosaic_low_true_prob"]].isna().all().all()
+        return
+    for variant, rows in table.groupby("variant"):
+        clean = results.clean.set_index("variant").loc[variant]
+        assert rows.clean_correct.mean() == pytest.approx(clean.top1, abs=1e-6)
+        assert rows.clean_nll.mean() == pytest.approx(clean.nll, abs=1e-4)
+        values = torch.tensor(rows[["clean_top_prob", "clean_correct"]].to_numpy())[None]
+        assert float(calibration_error(values, torch.ones(1, len(rows), dtype=torch.float64))
+                     ) == pytest.approx(clean.ece, abs=1e-4)
+        sweeps = results.sweeps.query("variant == @variant and order == 'degrade_first' "
+                                      "and subset == 'all'")
+        assert rows.degraded_correct.mean() == pytest.approx(
+            sweeps[sweeps.level > 0].accuracy.mean(), abs=1e-4)
+        mosaic = sweeps[sweeps.kind == "mosaic"].set_index("level").confidence
+        assert rows.mosaic_low_true_prob.mean() == pytest.approx(mosaic[0.2], abs=1e-4)
+        assert rows.mosaic_high_true_prob.mean() == pytest.approx(mosaic[0.8], abs=1e-4)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from imlib.models import MODELS, build_model, resnet18_cifar, small_cnn
+from imlib.models import MODELS, build_model, for_inference, resnet18_cifar, small_cnn
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,25 @@ def test_build_model_by_name(name, classes):
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_for_inference_folds_batchnorm_and_computes_the_same_function(name):
+    """Trained-looking BatchNorm statistics (not the identity a fresh layer has), then the
+    folded copy against the eval-mode original on the same images."""
+    torch.manual_seed(0)
+    model = build_model(name, 10)
+    for layer in model.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.running_mean.uniform_(-0.5, 0.5)
+            layer.running_var.uniform_(0.5, 2.0)
+            layer.weight.data.uniform_(0.5, 1.5)
+            layer.bias.data.uniform_(-0.2, 0.2)
+    model.train()
+    folded = for_inference(model)
+    assert model.training  # the original is left as it was
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        expected = torch.softmax(model.eval()(x), 1)
+        assert torch.allclose(torch.softmax(folded(x), 1), expected, atol=1e-5)

@@ -13,12 +13,11 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from imlib.data import synthetic
-from imlib.degradations import KINDS, degrade
+from imlib.degradations import KINDS, LEVELS, degrade
 from imlib import nmi_study
 from imlib.nmi import nmi
 from imlib.nmi_study import (
     BINS,
-    LEVELS,
     degradation_grid,
     eps_distribution,
     loop_vs_batched_throughput,
@@ -176,3 +175,20 @@ def test_sample_images_and_photograph():
     assert photo.shape == (1, 3, 24, 24) and 0 <= photo.min() and photo.max() <= 1
     with pytest.raises(ValueError, match="name"):
         photograph("camera")
+
+
+def test_training_draws_are_what_the_run_trains_on(tmp_path):
+    from imlib.runs import TrainConfig
+
+    base = dict(dataset="synthetic", synthetic_per_class=20, synthetic_classes=4,
+                model="small_cnn", device="cpu", out_dir=str(tmp_path))
+    im = TrainConfig(variant="im", im_max_eps=0.8, **base)
+    draws = nmi_study.training_draws(im, n_images=50)
+    assert len(draws) == 50 and set(draws["kind"]) <= set(KINDS)
+    assert ((draws["level"] > 0) & (draws["level"] < 1)).all()
+    np.testing.assert_allclose(draws["eps"], np.clip(1 - draws["nmi"], 0, 0.8), atol=1e-6)
+    np.testing.assert_allclose(draws["target"], 1 - draws["eps"], atol=1e-6)  # spread others
+    pd.testing.assert_frame_equal(draws, nmi_study.training_draws(im, n_images=50))  # seeded
+    baseline = nmi_study.training_draws(TrainConfig(variant="baseline", **base), n_images=8)
+    assert (baseline["eps"] == 0).all() and (baseline["target"] == 1).all()
+    assert baseline["nmi"].between(0, 1).all()  # measured for every variant

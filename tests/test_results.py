@@ -3,31 +3,45 @@ numbers), summaries over seeds, and the histories and provenance of the runs beh
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+import imlib.results as results_module
 from imlib.results import (
     CLEAN_COLUMNS,
     METRICS,
+    PER_IMAGE_COLUMNS,
     RELIABILITY_COLUMNS,
     SWEEP_COLUMNS,
     EvalResults,
+    EvalSettings,
+    check_record,
+    eval_settings,
     load_histories,
     load_results,
+    read_tables,
     run_provenance,
-    run_settings,
+    run_record,
     save_results,
     summarize,
     table1,
     table1_markdown,
+    write_record,
     write_table1,
     write_tables,
 )
+from imlib.nmi_study import load_nmi_study, save_nmi_study
+from imlib.runs import IncompleteRunError, RunFiles
 from imlib.study import load_params
-from imlib.train import IncompleteRunError, train
+from imlib.style import new_figure, save_figure
+from imlib.train import train
 
 
 def tiny_study(root, **overrides):
@@ -56,8 +70,14 @@ def results_of(params) -> EvalResults:
     reliability = pd.DataFrame([{"variant": run.variant, "seed": run.seed, "condition": "clean",
                                  "bin": 0, "lower": 0.0, "upper": 1.0, "count": 10,
                                  "confidence": 0.4, "accuracy": 0.5} for run in runs])
-    return EvalResults(clean, sweeps, reliability, {"dataset": "synthetic"},
-                       runs=[run_settings(run.config) for run in runs])
+    per_image = pd.DataFrame([{"variant": run.variant, "seed": run.seed,
+                               **dict.fromkeys(PER_IMAGE_COLUMNS[2:], 0)} for run in runs])
+    for run in runs:  # stand-ins for the checkpoints the evaluation read
+        RunFiles(run.dir).folder.mkdir(parents=True, exist_ok=True)
+        RunFiles(run.dir).best.write_bytes(f"weights of {run.name}".encode())
+    settings = {"dataset": "synthetic", **eval_settings(params).to_dict()}
+    return EvalResults(clean, sweeps, reliability, per_image, settings,
+                       runs=[run_record(run.config, RunFiles(run.dir).best) for run in runs])
 
 
 # --- files and staleness -------------------------------------------------------------------------
@@ -75,7 +95,6 @@ def test_results_round_trip(tmp_path):
     meta = json.loads((params.eval_dir / "meta.json").read_text())
     assert meta["params"] == {"profile": "smoke"} and "git_commit" in meta["provenance"]
     assert meta["runs"][1]["variant"] == "im" and meta["runs"][1]["epochs"] == 2
-    assert (params.eval_dir / ".imlib-created").is_file()
     with pytest.raises(FileNotFoundError, match="04_evaluation"):
         load_results(tmp_path / "nowhere")
 
@@ -104,12 +123,172 @@ def test_the_device_does_not_make_an_evaluation_stale(tmp_path):
 
 def test_concat_refuses_different_settings(tmp_path):
     results = results_of(tiny_study(tmp_path))
-    other = EvalResults(results.clean, results.sweeps, results.reliability,
-                        {**results.settings, "class_index": 1})
+    other = EvalResults(results.clean, results.sweeps, results.reliability, results.per_image,
+                        {**results.settings, "class_index": 0})
     both = EvalResults.concat([results, results])
     assert len(both.clean) == 2 * len(results.clean) and both.runs == 2 * results.runs
     with pytest.raises(ValueError, match="settings"):
         EvalResults.concat([results, other])
+
+
+REMAKE = "./run_all.sh --only 04_evaluation"
+
+
+def saved(root, **overrides):
+    """A tiny study whose evaluation tables are saved; its params."""
+    params = tiny_study(root, **overrides)
+    save_results(results_of(params), params.eval_dir)
+    return params
+
+
+def refusal(call) -> str:
+    with pytest.raises(ValueError) as refused:
+        call()
+    return str(refused.value)
+
+
+def test_a_table_cut_short_is_refused_naming_it(tmp_path):
+    """Whole rows missing (the file still parses): 3 of 11 verdicts flipped on such a file."""
+    params = saved(tmp_path)
+    path = params.eval_dir / "sweeps.csv"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+    for call in (lambda: load_results(params.eval_dir), lambda: load_results(params.eval_dir,
+                                                                              params)):
+        message = refusal(call)
+        assert f"{path} is not the file meta.json records" in message and REMAKE in message
+        assert "\n" not in message
+
+
+def test_a_table_cut_mid_row_is_refused(tmp_path):
+    """A row cut in the middle reads as NaN cells (Table 1 printed `nan`)."""
+    params = saved(tmp_path)
+    path = params.eval_dir / "clean_metrics.csv"
+    path.write_bytes(path.read_bytes()[:-9])
+    assert pd.read_csv(path).isna().any().any()  # what a reader would have taken
+    assert str(path) in refusal(lambda: load_results(params.eval_dir, params))
+
+
+def test_an_evaluation_killed_while_saving_is_refused(tmp_path, monkeypatch):
+    """New clean metrics beside the old tables and meta.json: no figure from a mix."""
+    params = saved(tmp_path)
+    newer = results_of(params)
+    newer.clean["top1"] = 0.9
+    written = []
+
+    def killed_after_one_file(text, path):
+        if written:
+            raise KeyboardInterrupt  # the kill, before the second file
+        written.append(path)
+        real_write(text, path)
+
+    real_write = results_module.atomic_write_text
+    monkeypatch.setattr(results_module, "atomic_write_text", killed_after_one_file)
+    with pytest.raises(KeyboardInterrupt):
+        save_results(newer, params.eval_dir)
+    monkeypatch.undo()
+    assert written == [params.eval_dir / "clean_metrics.csv"]
+    message = refusal(lambda: load_results(params.eval_dir, params))
+    assert f"{written[0]} is not the file meta.json records" in message
+
+
+@pytest.mark.parametrize(("change", "detail"), [
+    ({"eval_class": 0}, "class_index: made with 1, profile 0"),  # the smoke profile's class 1
+    ({"eval_degradation": "train"}, "degradation: made with"),
+    ({"nmi_bins": 32}, "nmi_bins: made with 64, profile 32"),
+    ({"im_max_eps": 0.8}, "max_eps: made with 0.9, profile 0.8"),
+    ({"im_spread": "all"}, "spread: made with 'others', profile 'all'"),
+])
+def test_an_evaluation_made_with_other_settings_is_refused(tmp_path, change, detail):
+    saved(tmp_path)
+    asked = tiny_study(tmp_path, **change)
+    message = refusal(lambda: load_results(asked.eval_dir, asked))
+    assert detail in message and REMAKE in message and str(asked.eval_dir) in message
+
+
+def test_an_evaluation_of_checkpoints_trained_again_since_is_refused(tmp_path):
+    params = saved(tmp_path)
+    load_results(params.eval_dir, tiny_study(tmp_path, eval_batch_size=7))  # changes no number
+    RunFiles(params.runs()[1].dir).best.write_bytes(b"other weights")
+    message = refusal(lambda: load_results(params.eval_dir, params))
+    assert "im seed 0: its checkpoint changed since it was evaluated" in message
+
+
+def test_the_nmi_study_is_refused_when_missing_or_made_with_other_settings(tmp_path):
+    """Notebook 06 showed a 3-class study's floor table for a 10-class run, and a bare
+    FileNotFoundError when there was none."""
+    params = tiny_study(tmp_path)
+    with pytest.raises(FileNotFoundError, match="--only 02_nmi_validation"):
+        load_nmi_study(params, ["eps"])
+    eps = pd.DataFrame({"kind": ["blur", "mosaic"], "nmi": [0.5, 0.25], "eps": [0.5, 0.75]})
+    save_nmi_study({"eps": eps}, params, {"levels": [0.0, 1.0]})
+    pd.testing.assert_frame_equal(load_nmi_study(params, ["eps"])["eps"], eps)
+    for change, detail in (({"synthetic_classes": 10}, "synthetic_classes: made with 3"),
+                           ({"nmi_bins": 32}, "bins: made with 64, profile 32"),
+                           ({"im_max_eps": 0.8}, "max_eps: made with 0.9"),
+                           ({"nmi_pairs": 64}, f"images: made with {params.nmi_pairs}, "
+                                                 "profile 64")):
+        message = refusal(lambda c=change: load_nmi_study(tiny_study(tmp_path, **c), ["eps"]))
+        assert detail in message and "--only 02_nmi_validation" in message
+    path = params.nmi_dir / "eps.csv"
+    path.write_bytes(path.read_bytes()[:-3])
+    assert f"{path} is not the file" in refusal(lambda: load_nmi_study(params, ["eps"]))
+
+
+def _figure():
+    fig = new_figure(2, 2)
+    fig.subplots().plot([0, 1], [1, 0])
+    return fig
+
+
+def test_a_kill_while_saving_a_figure_leaves_the_previous_one(tmp_path, monkeypatch):
+    """A kill during notebook 05 once left a 0-byte PNG."""
+    path = save_figure(_figure(), tmp_path / "fig.png")
+    before = path.read_bytes()
+
+    def killed_mid_write(self, target, *args, **kwargs):
+        png = io.BytesIO()
+        accepted = {k: v for k, v in kwargs.items() if k in ("metadata", "pil_kwargs")}
+        real_print(self, png, **accepted)  # (the dry run that measures a tight box stops here)
+        if hasattr(target, "write"):
+            target.write(png.getvalue()[:100])
+        else:
+            Path(target).write_bytes(png.getvalue()[:100])
+        raise KeyboardInterrupt
+
+    real_print = FigureCanvasAgg.print_png
+    monkeypatch.setattr(FigureCanvasAgg, "print_png", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(_figure(), path)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
+def test_a_figures_folder_proves_its_files(tmp_path):
+    names = [save_figure(_figure(), tmp_path / name).name for name in ("a.png", "b.png")]
+    write_record(tmp_path, names, settings={"class_name": "apple"})
+    assert check_record(tmp_path, names, "remake")["settings"] == {"class_name": "apple"}
+    (tmp_path / "b.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"b.png is not the file meta.json records.*remake"):
+        check_record(tmp_path, names, "remake")
+    with pytest.raises(ValueError, match="missing"):
+        write_record(tmp_path, ["c.png"])
+
+
+def test_eval_settings_are_the_profiles_and_are_validated(tmp_path):
+    params = tiny_study(tmp_path, eval_class=2, nmi_bins=32, im_max_eps=0.8,
+                        eval_batch_size=7, eval_degradation="train")
+    settings = eval_settings(params)
+    assert (settings.class_index, settings.nmi_bins, settings.max_eps, settings.batch_size) == (
+        2, 32, 0.8, 7)
+    assert settings.degradation == params.eval_degradation_config
+    assert eval_settings(params.for_protocol("paper")).spread == "others"
+    reference = tiny_study(tmp_path, protocols=["paper", "reference-code"])
+    assert eval_settings(reference.for_protocol("reference-code")).spread == "all"
+    assert EvalSettings.from_dict({**settings.to_dict(), "dataset": "synthetic"}) == settings
+    for bad, name in (({"nmi_bins": 1}, "nmi_bins"), ({"max_eps": 1.0}, "max_eps"),
+                      ({"spread": "some"}, "spread"), ({"orders": ()}, "orders"),
+                      ({"degradation": "train"}, "degradation")):
+        with pytest.raises(ValueError, match=name):
+            EvalSettings(**bad)
 
 
 # --- the runs: histories and provenance ----------------------------------------------------------
@@ -146,20 +325,55 @@ def test_a_damaged_history_line_is_named(tmp_path):
     params = tiny_study(tmp_path, variants=["baseline"])
     run = params.runs()[0]
     train(run.config)
-    path = run.dir / "history.jsonl"
+    path = RunFiles(run.dir).history
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0][: len(lines[0]) // 2], *lines[1:]]) + "\n")
-    with pytest.raises(ValueError, match=rf"{path}, line 1, is not a JSON record"):
+    with pytest.raises(ValueError, match=rf"{path}, line 1: not a JSON record"):
         load_histories(params)
+
+
+def _history_edits():
+    """Ways a finished run's history can disagree with its result (two epochs trained)."""
+    def cut_to_whole_lines(lines):
+        return "".join(lines[:1])
+
+    def interleaved(lines):  # two writers: every epoch twice
+        return "".join(line for line in lines for _ in range(2))
+
+    def torn_tail(lines):
+        return "".join(lines) + lines[0][:10]
+
+    def reordered(lines):
+        return "".join(reversed(lines))
+
+    return [cut_to_whole_lines, interleaved, torn_tail, reordered]
+
+
+@pytest.mark.parametrize("edit", _history_edits(), ids=lambda f: f.__name__)
+def test_a_history_that_does_not_match_the_result_is_refused(trained, tmp_path, edit):
+    """06 must never select from a shortened or doubled history: the file is named."""
+    params = tiny_study(tmp_path, variants=["baseline"])
+    run = params.runs()[0]
+    source = RunFiles(trained.runs()[0].dir)
+    RunFiles(run.dir).folder.mkdir(parents=True)
+    for path in (source.config, source.history, source.best, source.last, source.result):
+        (RunFiles(run.dir).folder / path.name).write_bytes(path.read_bytes())
+    history = RunFiles(run.dir).history
+    load_histories(params)  # the copy is whole
+    history.write_text(edit(history.read_text().splitlines(keepends=True)))
+    with pytest.raises(IncompleteRunError, match=str(history)) as refused:
+        load_histories(params)
+    assert refused.value.reason == "damaged" and "--fresh" in str(refused.value)
 
 
 def test_run_provenance_is_that_of_each_result_file(trained):
     table = run_provenance(trained.runs())
-    assert list(table.columns) == ["run", "git_commit", "created"]
+    columns = ["git_commit", "git_dirty", "git_diff_sha256", "created"]
+    assert list(table.columns) == ["run", *columns]
     assert list(table.run) == ["paper/baseline/seed0", "paper/im/seed0"]
     for run, row in zip(trained.runs(), table.itertuples(), strict=True):
-        origin = json.loads((run.dir / "result.json").read_text())["provenance"]
-        assert (row.git_commit, row.created) == (origin["git_commit"], origin["created"])
+        origin = json.loads(RunFiles(run.dir).result.read_text())["provenance"]
+        assert [getattr(row, c) for c in columns] == [origin[c] for c in columns]
 
 
 # --- summaries and Table 1 -----------------------------------------------------------------------
@@ -253,8 +467,12 @@ def test_write_tables_writes_csv_and_meta(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out / "nmi_vs_level.csv"), table)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["settings"] == {"seed": 0} and meta["params"] == {"profile": "x"}
-    assert meta["files"] == {"nmi_vs_level.csv": ["kind", "mean"]}
+    data = (out / "nmi_vs_level.csv").read_bytes()
+    assert meta["files"] == {"nmi_vs_level.csv": {"size": len(data),
+                                                  "sha256": hashlib.sha256(data).hexdigest()}}
     assert "git_commit" in meta["provenance"]
+    tables, _ = read_tables(out, ["nmi_vs_level"], "remake", {"seed": 0})
+    pd.testing.assert_frame_equal(tables["nmi_vs_level"], table)
     with pytest.raises(ValueError, match="tables"):
         write_tables({}, tmp_path)
     with pytest.raises(ValueError, match="names"):

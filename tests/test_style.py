@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from imlib.study import PROJECT_ROOT
+from imlib.io import PROJECT_ROOT
 
 
 def test_ruff_finds_nothing():

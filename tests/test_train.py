@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -14,8 +15,9 @@ from oracles import nmi_oracle
 import imlib.train as train_module
 from imlib.degradations import KINDS, degrade
 from imlib.io import read_jsonl
-from imlib.train import (IncompleteRunError, TrainConfig, completed_run, crop_flip, load_model,
-                         prepare, train, train_steps, training_batch)
+from imlib.runs import (IncompleteRunError, RunFiles, TrainConfig, completed_run, load_model,
+                        read_history)
+from imlib.train import crop_flip, prepare, train, train_steps, training_batch
 
 # Small enough for seconds per run on two cores, big enough to learn something.
 TINY = dict(dataset="synthetic", synthetic_per_class=60, synthetic_classes=4, model="small_cnn",
@@ -345,6 +347,47 @@ def test_training_batch_of_the_other_variants(tmp_path):
 # --- completed runs, divergence, provenance, damaged files -----------------------------------
 
 
+def test_a_run_that_died_before_its_first_epoch_is_trained_again(tmp_path, monkeypatch):
+    """A crash before epoch 1 leaves config.json alone: nothing to keep, so the folder is
+    free for any settings (it blocked the folder as "trained with other settings")."""
+    config = tiny(tmp_path, epochs=1, synthetic_per_class=20)
+    with monkeypatch.context() as patch:
+        def dies(*args, **kwargs):
+            raise Interrupt
+
+        patch.setattr(train_module, "_train_epoch", dies)
+        with pytest.raises(Interrupt):
+            train(config)
+    files = RunFiles(config.out_dir)
+    assert files.config.exists() and not files.history.exists() and not files.last.exists()
+    asked = replace(config, synthetic_per_class=30)
+    with pytest.raises(IncompleteRunError, match="not trained yet") as missing:
+        completed_run(asked)
+    assert missing.value.reason == "missing"
+    result = train(asked)
+    assert [r["epoch"] for r in result.history] == [1]
+    assert completed_run(asked)["config"]["synthetic_per_class"] == 30
+
+
+def test_read_history_drops_a_torn_line_only_while_a_run_is_unfinished(tmp_path):
+    path = tmp_path / "history.jsonl"
+    assert read_history(path) == []
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    assert read_history(path) == [{"epoch": 1}, {"epoch": 2}]  # resuming: the tail is cut
+    with pytest.raises(IncompleteRunError, match=f"{path} ends in a torn line"):
+        read_history(path, epochs=2)
+    for text, found in (('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 2}\n', "[1, 2, 2]"),
+                        ('{"epoch": 2}\n{"epoch": 3}\n', "[2, 3]"),
+                        ("5\n6\n", "[None, None]"), ("", "no epoch")):
+        path.write_text(text)
+        with pytest.raises(IncompleteRunError, match=rf"{path} holds (the epochs )?"
+                                                     rf"{re.escape(found)}, but result.json "
+                                                     "says epochs 1 to 2 were trained"):
+            read_history(path, epochs=2)
+    path.write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    assert read_history(path, epochs=2) == [{"epoch": 1}, {"epoch": 2}]
+
+
 def test_completed_run_names_what_is_wrong_and_the_fix(tmp_path, monkeypatch):
     config = tiny(tmp_path, epochs=3)
     with pytest.raises(IncompleteRunError, match="not trained yet") as missing:
@@ -424,7 +467,7 @@ def test_best_checkpoint_holds_weights_only_and_nothing_else_is_left(tmp_path):
     assert set(best) == {"model", "config", "classes", "epoch", "provenance"}
     assert "optimizer" in torch.load(result.last_checkpoint, weights_only=True)
     assert {p.name for p in result.out_dir.iterdir()} == {
-        "config.json", "history.jsonl", "last.pt", "best.pt", "result.json", ".imlib-created"}
+        "config.json", "history.jsonl", "last.pt", "best.pt", "result.json"}
 
 
 def test_damaged_checkpoints_are_named_with_the_fix(tmp_path, monkeypatch):
