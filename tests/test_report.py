@@ -7,7 +7,12 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from imlib.report import CLAIMS, VERDICTS, verdict_table
+import torch
+from torchmetrics.functional.classification import multiclass_calibration_error
+
+from imlib.report import (CLAIMS, VERDICT_COLUMNS, VERDICTS, eval_class_note,
+                          median_accuracy_class, verdict_conclusion, verdict_display,
+                          verdict_table, write_verdicts)
 
 
 def _clean(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
@@ -31,65 +36,6 @@ def _sweeps(confidence: dict[str, float], accuracy: dict[str, float], seeds: int
     return pd.concat([frame, wrong_order], ignore_index=True)
 
 
-def _row(table: pd.DataFrame, text_start: str) -> pd.Series:
-    return table[table["claim"].str.startswith(text_start)].iloc[0]
-
-
-def test_verdicts_follow_the_measured_differences_and_their_noise():
-    # IM clearly above baseline (two seeds, tiny spread), level within noise of IM,
-    # IM's ECE above the baseline's (the claim fails).
-    clean = _clean({
-        "baseline": {"top1": [0.50, 0.51], "ece": [0.05, 0.05], "nll": [1.0, 1.0]},
-        "ls": {"top1": [0.60, 0.61], "ece": [0.01, 0.01], "nll": [0.9, 0.9]},
-        "im": {"top1": [0.70, 0.71], "ece": [0.10, 0.11], "nll": [0.8, 0.8]},
-        "level": {"top1": [0.65, 0.76], "ece": [0.2, 0.2], "nll": [0.8, 0.8]},
-    })
-    sweeps = _sweeps({"baseline": 0.9, "ls": 0.8, "im": 0.2, "level": 0.3},
-                     {"baseline": 0.3, "ls": 0.3, "im": 0.4, "level": 0.4}, seeds=2)
-    table = verdict_table({"paper": clean}, {"paper": sweeps}, n_test=1000)
-    assert len(table) == len(CLAIMS) and set(table["verdict"]) <= set(VERDICTS)
-    assert _row(table, "IM's top-1 above the baseline")["verdict"] == "reproduced"
-    assert _row(table, "IM's top-1 above the baseline")["ours, paper"].startswith("+20.0 pts")
-    assert _row(table, "IM's ECE below the baseline")["verdict"] == "not reproduced"
-    assert _row(table, "LS's ECE below IM's")["verdict"] == "reproduced"
-    assert _row(table, "IM's top-1 above the level")["verdict"] == "within seed noise"
-    assert _row(table, "under strong degradation")["verdict"] == "reproduced"
-    # Low distortion (d <= 0.3): IM falls faster, so it is *less* confident there.
-    assert _row(table, "IM more confident")["verdict"] == "not reproduced"
-    assert _row(table, "IM more robust")["verdict"] == "reproduced"
-
-
-def test_one_seed_uses_the_binomial_error_of_top1():
-    clean = _clean({"baseline": {"top1": [0.50], "ece": [0.100], "nll": [1.0]},
-                    "im": {"top1": [0.52], "ece": [0.105], "nll": [1.1]}})
-    sweeps = _sweeps({"baseline": 0.5, "im": 0.5}, {"baseline": 0.3, "im": 0.3}, seeds=1)
-    # 2 points on 400 images: 2 * sqrt(2 * 0.51 * 0.49 / 400) = 7 points of noise.
-    small = verdict_table({"paper": clean}, {"paper": sweeps}, n_test=400)
-    assert _row(small, "IM's top-1 above the baseline")["verdict"] == "within seed noise"
-    # On 100,000 images the same 2 points exceed 2 * sqrt(2 * 0.51 * 0.49 / 1e5) = 0.45 points.
-    large = verdict_table({"paper": clean}, {"paper": sweeps}, n_test=100_000)
-    assert _row(large, "IM's top-1 above the baseline")["verdict"] == "reproduced"
-    # The ECE borrows the accuracy's error: 0.005 is noise on 400 images, not on 100,000.
-    assert _row(small, "IM's ECE below the baseline")["verdict"] == "within seed noise"
-    assert _row(large, "IM's ECE below the baseline")["verdict"] == "not reproduced"
-    # The NLL has no noise estimate with one seed: its sign decides.
-    assert _row(small, "IM's CE below the baseline")["verdict"] == "not reproduced"
-
-
-def test_claims_about_variants_not_trained_are_not_testable_and_protocols_are_named():
-    clean = _clean({"baseline": {"top1": [0.5, 0.5], "ece": [0.1, 0.1], "nll": [1.0, 1.0]},
-                    "im": {"top1": [0.7, 0.7], "ece": [0.1, 0.1], "nll": [1.0, 1.0]}})
-    worse = clean.assign(top1=np.where(clean["variant"] == "im", 0.3, 0.5))
-    sweeps = _sweeps({"baseline": 0.5, "im": 0.5}, {"baseline": 0.3, "im": 0.3}, seeds=2)
-    table = verdict_table({"paper": clean, "reference-code": worse},
-                          {"paper": sweeps, "reference-code": sweeps}, n_test=1000)
-    assert _row(table, "IM's top-1 above LS")["verdict"] == "not testable on this data"
-    assert _row(table, "IM's top-1 above LS")["ours, paper"] == "n/a"
-    assert (_row(table, "IM's top-1 above the baseline")["verdict"]
-            == "paper: reproduced; reference-code: not reproduced")
-
-
-
 def test_spread_effect_matches_the_code_s_targets_and_shrinks_with_k():
     import torch
 
@@ -105,32 +51,6 @@ def test_spread_effect_matches_the_code_s_targets_and_shrinks_with_k():
         assert row.true_class_code == pytest.approx(float(code[0, 0]), abs=1e-6)
         assert row.shift == pytest.approx(float(code[0, 0] - paper[0, 0]), abs=1e-6)
     assert table["shift"].iloc[0] == pytest.approx(10 * table["shift"].iloc[1])
-
-
-def test_nmi_floor_diffusion_keeps_one_destructive_kinds_reach_zero(photo_crops):
-    from imlib.nmi_study import eps_distribution
-    from imlib.report import nmi_floor
-
-    images = photo_crops((32, 32), (96, 96))
-    floor = nmi_floor(eps_distribution(images, n_draws=600, seed=0))
-    assert floor.loc["diffusion", "lowest_nmi"] > 0.15  # chance coincidences in 64 bins
-    assert floor.loc["diffusion", "at_clamp"] == 0
-    for kind in ("blur", "mosaic", "dropout"):
-        assert floor.loc[kind, "lowest_nmi"] < 0.1, kind
-        assert floor.loc[kind, "at_clamp"] > 0, kind
-    assert floor["draws"].sum() == 600
-
-
-def test_the_paper_column_quotes_table1_as_printed():
-    clean = _clean({v: {"top1": [0.5, 0.5], "ece": [0.1, 0.1], "nll": [1.0, 1.0]}
-                    for v in ("baseline", "ls", "im")})
-    sweeps = _sweeps({v: 0.5 for v in ("baseline", "ls", "im")},
-                     {v: 0.3 for v in ("baseline", "ls", "im")}, seeds=2)
-    table = verdict_table({"paper": clean}, {"paper": sweeps}, n_test=1000)
-    # paper.txt, Table 1: IM 63.24 / ECE 0.1366 / CE 1.5724; LS 55.94 / 0.1121; base 55.43 / 0.1738
-    assert _row(table, "IM's top-1 above the baseline")["paper"] == "63.24 vs 55.43 %"
-    assert _row(table, "LS's ECE below IM's")["paper"] == "0.1121 vs 0.1366"
-    assert _row(table, "IM's CE below LS")["paper"] == "1.5724 vs 1.7069"
 
 
 def test_selection_effect_reads_the_test_accuracy_at_the_holdout_chosen_epoch():
@@ -177,3 +97,341 @@ def test_calibration_estimators_agree_with_torchmetrics_and_show_the_script_s_fl
     assert table.loc["calibrated", "ece"] < 0.03
     assert table.loc["calibrated", "ece_paper_script"] > 0.05  # the script's floor
     assert table.loc["overconfident", "ece"] > 0.1
+
+
+# --- NMI floor, class information, and the prose built on them ---------------------------------
+
+
+def _draws(rows: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
+    """Training draws: kind -> (level, nmi) pairs, with IM's eps = clamp(1 - nmi, 0, 0.9)."""
+    table = pd.DataFrame([{"kind": k, "level": d, "nmi": n} for k, pairs in rows.items()
+                          for d, n in pairs])
+    table["eps"] = (1 - table["nmi"]).clip(0, 0.9)
+    return table.assign(target=1 - table["eps"])
+
+
+def test_nmi_floor_reads_the_end_of_each_curve_and_the_clamp_from_the_tables():
+    from imlib.report import nmi_floor, nmi_floor_summary
+
+    # noise: never below 0.2; blur: one draw in four at the clamp; mosaic: most at the clamp,
+    # one unchanged.
+    eps = _draws({"diffusion": [(0.5, 0.25), (0.9, 0.21), (0.1, 0.3), (1.0, 0.22)],
+                  "blur": [(0.5, 0.15), (0.9, 0.08), (0.2, 0.2), (0.7, 0.12)],
+                  "mosaic": [(0.1, 1.0), (0.6, 0.05), (0.9, 0.02), (1.0, 0.0), (0.8, 0.04)]})
+    by_level = pd.DataFrame([{"kind": k, "level": d, "bins": 64, "mean": m}
+                             for k, ms in {"diffusion": (1.0, 0.26, 0.25), "blur": (1.0, 0.2, 0.12),
+                                           "mosaic": (1.0, 0.5, 0.0)}.items()
+                             for d, m in zip((0.0, 0.5, 1.0), ms, strict=True)])
+    floor = nmi_floor(eps, by_level, max_eps=0.9)
+    assert list(floor.index) == ["diffusion", "blur", "mosaic"]
+    assert floor["nmi_at_max_level"].tolist() == [0.25, 0.12, 0.0]
+    assert floor["at_clamp"].tolist() == [0.0, 0.25, 0.8]  # 1 - NMI >= 0.9, counted by hand
+    assert floor["unchanged"].tolist() == [0.0, 0.0, 0.2]
+    assert floor.loc["blur", "lowest_nmi"] == 0.08
+    assert floor.loc["mosaic", "eps_q90"] == pytest.approx(
+        np.percentile(1 - np.array([1.0, 0.05, 0.02, 0.0, 0.04]).clip(0.1), 90))
+    text = nmi_floor_summary(floor, max_eps=0.9)
+    assert text.startswith("At the strongest level NMI stays above 0.05 for `diffusion`, `blur`;"
+                           " falls to 0.05 or below for `mosaic`.")
+    parts = dict(part.split(": ", 1) for part in text.split(". ", 1)[1].rstrip(".").split("; "))
+    assert "never at the 0.9 clamp (NMI ≥ 0.21 in every draw)" in parts["`diffusion`"]
+    assert "25 % of draws at the 0.9 clamp" in parts["`blur`"]
+    assert "most draws (80 %) at the 0.9 clamp" in parts["`mosaic`"]
+    assert "20 % unchanged" in parts["`mosaic`"] and "unchanged" not in parts["`blur`"]
+    with pytest.raises(ValueError, match="one number of bins"):
+        nmi_floor(eps, pd.concat([by_level, by_level.assign(bins=32)]))
+
+
+K_INFO = 10
+
+
+def _info_sweeps(accuracy: dict[tuple[str, str], list[list[float]]],
+                 nmi: dict[str, list[float]], levels=(0.0, 0.5, 1.0)) -> pd.DataFrame:
+    """Sweeps of the study's layout: accuracy[(variant, kind)][seed][level index], NMI per kind
+    and level; confidence 0.5 everywhere; junk rows in the other order and subset."""
+    rows = []
+    for (variant, kind), per_seed in accuracy.items():
+        for seed, values in enumerate(per_seed):
+            for i, level in enumerate(levels):
+                for subset, order in (("all", "degrade_first"), ("class", "degrade_first"),
+                                      ("all", "normalize_first")):
+                    junk = (subset, order) != ("all", "degrade_first")
+                    rows.append({"variant": variant, "seed": seed, "kind": kind, "level": level,
+                                 "subset": subset, "order": order,
+                                 "accuracy": 0.99 if junk else values[i], "confidence": 0.5,
+                                 "nmi": 0.5 if junk else nmi[kind][i], "n": 100})
+    return pd.DataFrame(rows)
+
+
+def _known_information() -> pd.DataFrame:
+    # Clean accuracy 0.9 (baseline's); blur keeps it while NMI falls to 0.2; diffusion falls to
+    # chance at NMI 0.25; at diffusion d = 0.5 the baseline's seeds give 0.4 and 0.6 (mean 0.5,
+    # above IM's 0.3); mosaic goes above clean (clipped to 1) and below chance (clipped to 0).
+    return _info_sweeps(
+        {("baseline", "blur"): [[0.9, 0.9, 0.9], [0.9, 0.9, 0.9]],
+         ("im", "blur"): [[0.8, 0.7, 0.7], [0.8, 0.7, 0.7]],
+         ("baseline", "diffusion"): [[0.9, 0.4, 0.1], [0.9, 0.6, 0.1]],
+         ("im", "diffusion"): [[0.8, 0.3, 0.1], [0.8, 0.3, 0.1]],
+         ("baseline", "mosaic"): [[0.9, 0.95, 0.05], [0.9, 0.95, 0.05]],
+         ("im", "mosaic"): [[0.8, 0.5, 0.02], [0.8, 0.5, 0.02]]},
+        {"blur": [1.0, 0.3, 0.2], "diffusion": [1.0, 0.26, 0.25], "mosaic": [1.0, 0.7, 0.0]})
+
+
+def test_class_information_scales_the_best_variant_mean_from_chance_to_clean():
+    from imlib.report import class_information
+
+    info = class_information(_known_information(), K_INFO).set_index(["kind", "level"])
+    chance, clean = 1 / K_INFO, 0.9
+    assert info["clean_accuracy"].eq(clean).all() and info["chance"].eq(chance).all()
+    # Blur: accuracy stays at clean while NMI falls: class information 1 at NMI 0.2.
+    assert info.loc[("blur", 1.0), "nmi"] == pytest.approx(0.2)
+    assert info.loc[("blur", 1.0), "class_information"] == pytest.approx(1.0)
+    # Diffusion at d = 0.5: the baseline's mean over seeds, 0.5, not its best seed.
+    assert info.loc[("diffusion", 0.5), "best_variant"] == "baseline"
+    assert info.loc[("diffusion", 0.5), "best_accuracy"] == pytest.approx(0.5)
+    assert info.loc[("diffusion", 0.5), "class_information"] == pytest.approx(
+        (0.5 - chance) / (clean - chance))
+    assert info.loc[("diffusion", 1.0), "class_information"] == pytest.approx(0.0)
+    assert info.loc[("mosaic", 0.5), "class_information"] == 1.0  # 0.95 > clean: clipped
+    assert info.loc[("mosaic", 1.0), "class_information"] == 0.0  # below chance: clipped
+    assert info.loc[("mosaic", 1.0), "best_variant"] == "baseline"
+
+
+def test_class_information_refuses_sweeps_without_clean_level_or_learning():
+    from imlib.report import class_information
+
+    sweeps = _known_information()
+    with pytest.raises(ValueError, match="level-0"):
+        class_information(sweeps[sweeps["level"] > 0], K_INFO)
+    with pytest.raises(ValueError, match="not above chance"):
+        class_information(sweeps.assign(accuracy=0.05), K_INFO)
+
+
+def test_miscount_and_summary_say_where_nmi_under_and_over_counts():
+    from imlib.report import class_information, class_information_summary, nmi_miscount
+
+    sweeps = _known_information()
+    info = class_information(sweeps, K_INFO)
+    read = nmi_miscount(info, margin=0.2).set_index(["kind", "level"])["reading"]
+    assert read[("blur", 0.5)] == read[("blur", 1.0)] == "under-counts"  # CI 1 vs NMI 0.3, 0.2
+    assert read[("diffusion", 0.5)] == "under-counts"  # CI 0.5 vs NMI 0.26
+    assert read[("diffusion", 1.0)] == "over-counts"  # CI 0 vs NMI 0.25
+    assert read[("mosaic", 1.0)] == read[("blur", 0.0)] == "agrees"
+    wider = nmi_miscount(info, margin=0.25).set_index(["kind", "level"])["reading"]
+    assert wider[("diffusion", 0.5)] == "agrees"
+    text = class_information_summary(info, sweeps, max_eps=0.9, spread="others",
+                                     num_classes=K_INFO, margin=0.2)
+    lines = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("- `")}
+    assert "**under-counts** at d = 0.5–1 " in lines["blur"] and "over" not in lines["blur"]
+    assert "**under-counts** at d = 0.5 (" in lines["diffusion"]
+    assert "**over-counts** at d = 1 (" in lines["diffusion"]
+    assert "agrees within 0.2 at d = 1 (" in lines["mosaic"]
+    # Where NMI under-counts (blur 0.5, 1; diffusion 0.5; mosaic 0.5) IM's target is
+    # 1 - clamp(1 - NMI, 0, 0.9) at NMI 0.3, 0.2, 0.26, 0.7; the best accuracies there are
+    # 0.9, 0.9, 0.5, 0.95 and IM's own 0.7, 0.7, 0.3, 0.5, at confidence 0.5.
+    target = np.mean([1 - min(max(1 - n, 0), 0.9) for n in (0.3, 0.2, 0.26, 0.7)])
+    under = text.split("Where NMI under-counts it")[1].split("\n")[0]
+    assert under.startswith(f" (4 conditions), IM is taught to be about {100 * target:.0f} % sure")
+    assert "classifies 81 % right" in under and "true class 50 %, at an accuracy of 55 %" in under
+    over = text.split("Where NMI over-counts it")[1]
+    assert over.startswith(" (1 conditions), IM is taught to be about 25 % sure")
+    assert "classifies 10 % right" in over
+
+
+# --- the verdicts: per-image tables built here, with known answers ------------------------------
+
+EVAL_CLASS = 3
+
+
+def _per_image(spec: dict[str, dict[str, list[float]]], images: int = 600, classes: int = 10,
+               seed: int = 0) -> pd.DataFrame:
+    """Per-image tables of two-class predictions: ``spec[variant]`` gives per seed its share of
+    right images ``accuracy`` (drawn image by image), its top-1 ``confidence`` (+- 0.05 per
+    image) and its mean true-class probability under mosaic at ``low`` and ``high``
+    distortion (+- 0.1 per image)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for variant, values in spec.items():
+        for s, accuracy in enumerate(values["accuracy"]):
+            correct = (rng.random(images) < accuracy).astype(int)
+            top = np.clip(values.get("confidence", [0.8] * 3)[s]
+                          + rng.uniform(-0.05, 0.05, images), 0.5, 1)
+            true = np.where(correct == 1, top, 1 - top)
+            frames.append(pd.DataFrame({
+                "variant": variant, "seed": s, "image": np.arange(images),
+                "label": np.arange(images) % classes, "clean_correct": correct,
+                "clean_top_prob": top, "clean_true_prob": true, "clean_nll": -np.log(true),
+                "degraded_correct": (rng.random(images) < accuracy - 0.2).astype(float),
+                "mosaic_low_true_prob": np.clip(values.get("low", [0.5] * 3)[s]
+                                                + rng.uniform(-0.1, 0.1, images), 0, 1),
+                "mosaic_high_true_prob": np.clip(values.get("high", [0.3] * 3)[s]
+                                                 + rng.uniform(-0.1, 0.1, images), 0, 1)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _row(table: pd.DataFrame, text_start: str, subset: str = "all",
+         protocol: str = "paper") -> pd.Series:
+    rows = table[table["claim"].str.startswith(text_start) & (table["subset"] == subset)
+                 & (table["protocol"] == protocol)]
+    assert len(rows) == 1, (text_start, subset, protocol)
+    return rows.iloc[0]
+
+
+def test_a_real_difference_is_reproduced_seed_noise_is_not_and_the_wrong_side_contradicts():
+    # IM right on 90 % of the images and the baseline on 70 %, small seed noise; LS drawn from
+    # the baseline's distribution but with seeds spread wider than their difference from it.
+    table = verdict_table({"paper": _per_image({
+        "baseline": {"accuracy": [0.69, 0.70, 0.71]},
+        "im": {"accuracy": [0.89, 0.90, 0.91]},
+        "ls": {"accuracy": [0.64, 0.76, 0.70]},
+        "level": {"accuracy": [0.95, 0.96, 0.97]}})}, EVAL_CLASS)
+    assert set(table["verdict"]) <= set(VERDICTS)
+    top1 = _row(table, "IM's top-1 above the baseline")
+    assert top1["verdict"] == "reproduced" and top1["seeds"] == 3
+    assert top1["low"] > 0 and top1["difference"] == pytest.approx(0.2, abs=0.03)
+    noise = verdict_table({"paper": _per_image({"baseline": {"accuracy": [0.69, 0.70, 0.71]},
+                                                "ls": {"accuracy": [0.64, 0.76, 0.70]},
+                                                "im": {"accuracy": [0.75, 0.63, 0.69]}})},
+                          EVAL_CLASS)
+    assert _row(noise, "IM's top-1 above the baseline")["verdict"] == "inconclusive"
+    assert _row(noise, "IM's top-1 above LS")["verdict"] == "inconclusive"
+    assert _row(table, "IM's top-1 above the level")["verdict"] == "contradicted"
+
+
+def test_fewer_than_three_seeds_are_never_reproduced():
+    # A difference whose interval lies above 0 even with 2 seeds (t with 1 df: 12.7).
+    spec = {"baseline": {"accuracy": [0.5, 0.5]}, "im": {"accuracy": [0.99, 0.99]}}
+    two = _row(verdict_table({"paper": _per_image(spec)}, EVAL_CLASS),
+               "IM's top-1 above the baseline")
+    assert two["verdict"] == "too few seeds (2)" and two["low"] > 0
+    one = _row(verdict_table({"paper": _per_image({v: {"accuracy": s["accuracy"][:1]}
+                                                   for v, s in spec.items()})}, EVAL_CLASS),
+               "IM's top-1 above the baseline")
+    assert one["verdict"] == "too few seeds (1)" and np.isnan(one["low"])
+
+
+def test_ls_calibrates_best_needs_both_comparisons_and_the_ece_is_torchmetrics():
+    # The baseline is calibrated (confidence = accuracy), LS a little and IM much less so.
+    spec = {"baseline": {"accuracy": [0.8] * 3, "confidence": [0.8] * 3},
+            "ls": {"accuracy": [0.8] * 3, "confidence": [0.9] * 3},
+            "im": {"accuracy": [0.8] * 3, "confidence": [0.6] * 3}}
+    per_image = _per_image(spec)
+    table = verdict_table({"paper": per_image}, EVAL_CLASS)
+    assert _row(table, "LS calibrates best (1 of 2)")["verdict"] == "contradicted"
+    assert _row(table, "LS calibrates best (2 of 2)")["verdict"] == "reproduced"
+    # the two-class predictions the table was made of, and torchmetrics' ECE of each seed
+    expected = []
+    for _, run in per_image[per_image["variant"] == "ls"].groupby("seed"):
+        top = torch.tensor(run["clean_top_prob"].to_numpy())
+        labels = torch.tensor(1 - run["clean_correct"].to_numpy())
+        expected.append(float(multiclass_calibration_error(
+            torch.stack([top, 1 - top], 1), labels, num_classes=2, n_bins=15, norm="l1")))
+    row = _row(table, "LS calibrates best (1 of 2)")
+    assert row["variant_value"] == pytest.approx(np.mean(expected), abs=1e-6)
+
+
+def test_both_parts_of_the_confidence_sentence_on_all_images_and_on_the_class():
+    # IM starts higher (0.6 vs 0.4) and falls further (to 0.1 vs 0.35): part 1 holds, part 2
+    # fails; on the evaluation class IM starts lower (0.2), so part 1 fails there.
+    spec = {"baseline": {"accuracy": [0.8] * 3, "low": [0.4] * 3, "high": [0.35] * 3},
+            "im": {"accuracy": [0.8] * 3, "low": [0.6] * 3, "high": [0.1] * 3}}
+    per_image = _per_image(spec)
+    in_class = (per_image["variant"] == "im") & (per_image["label"] == EVAL_CLASS)
+    per_image.loc[in_class, "mosaic_low_true_prob"] = 0.2
+    table = verdict_table({"paper": per_image}, EVAL_CLASS)
+    assert _row(table, "Fig. 3 (part 1)", "all")["verdict"] == "reproduced"
+    assert _row(table, "Fig. 3 (part 1)", "class")["verdict"] == "contradicted"
+    assert _row(table, "Fig. 3 (part 2)", "all")["verdict"] == "contradicted"
+    drop = _row(table, "Fig. 3 (part 2)", "all")
+    # 9 images in 10 fall from 0.6 to 0.1, those of the class from 0.2 to 0.1
+    assert drop["variant_value"] == pytest.approx(0.9 * 0.5 + 0.1 * 0.1, abs=0.02)
+    assert drop["other_value"] == pytest.approx(0.05, abs=0.02)
+    assert f"class {EVAL_CLASS}" in _row(table, "Fig. 3 (part 1)", "class")["measured"]
+
+
+def test_untestable_claims_two_protocols_the_display_and_the_paper_s_numbers():
+    spec = {"baseline": {"accuracy": [0.69, 0.70, 0.71]}, "im": {"accuracy": [0.89, 0.90, 0.91]}}
+    worse = {"baseline": spec["im"], "im": spec["baseline"]}
+    no_high = _per_image(spec).assign(mosaic_high_true_prob=np.nan)  # levels never swept
+    table = verdict_table({"paper": no_high, "reference-code": _per_image(worse)}, EVAL_CLASS)
+    assert _row(table, "IM's top-1 above LS")["verdict"] == "not testable on this data"
+    assert _row(table, "Fig. 3 (part 2)")["verdict"] == "not testable on this data"
+    assert _row(table, "IM's top-1 above the baseline",
+                protocol="reference-code")["verdict"] == "contradicted"
+    # paper.txt, Table 1: IM 63.24 / ECE 0.1366 / CE 1.5724; LS 55.94 / 0.1121; base 55.43 / 0.1738
+    assert _row(table, "IM's top-1 above the baseline")["paper"] == "63.24 vs 55.43 %"
+    assert _row(table, "LS calibrates best (1 of 2)")["paper"] == "0.1121 vs 0.1738"
+    assert _row(table, "IM's CE below LS")["paper"] == "1.5724 vs 1.7069"
+    shown = verdict_display(table)
+    assert len(shown) == len(CLAIMS)
+    cell = shown.loc["IM's top-1 above the baseline's",
+                     "paper protocol: difference [95 % interval] (values)"]
+    assert cell.startswith("+20.") and "pts" in cell and " vs " in cell
+    assert (shown.loc["IM's top-1 above LS's", "paper protocol: verdict"]
+            == "not testable on this data")
+    conclusion = verdict_conclusion(table)
+    assert "Under the `reference-code` protocol" in conclusion
+    assert "*IM's top-1 above the baseline's*" in conclusion  # reproduced under paper
+
+
+def test_the_conclusion_names_too_few_seeds_and_the_file_is_rewritten(tmp_path):
+    table = verdict_table({"paper": _per_image({"baseline": {"accuracy": [0.7, 0.7]},
+                                                "im": {"accuracy": [0.9, 0.9]}})}, EVAL_CLASS)
+    assert "no claim is judged: 2 seed(s)" in verdict_conclusion(table)
+    for _ in range(2):  # notebook 06 rerun
+        path = write_verdicts(table, tmp_path / "eval", EVAL_CLASS)
+    written = pd.read_csv(path)
+    assert tuple(written.columns) == VERDICT_COLUMNS and len(written) == len(table)
+    assert written["verdict"].tolist() == table["verdict"].tolist()
+
+
+def test_the_evaluation_class_rule_picks_the_class_of_median_accuracy():
+    accuracy = {0: 0.9, 1: 0.5, 2: 0.7, 3: 0.3, 4: 1.0}
+    rows = [{"variant": "im", "seed": 0, "label": label, "clean_correct": int(i < 10 * a)}
+            for label, a in accuracy.items() for i in range(10)]
+    per_image = pd.DataFrame(rows)
+    assert median_accuracy_class(per_image) == 2  # 0.3, 0.5, [0.7], 0.9, 1.0
+    # 0.3, 0.5, [0.7], 0.9: the more accurate of the two middle classes
+    assert median_accuracy_class(per_image[per_image["label"] != 4]) == 2
+    note = eval_class_note(per_image, 4, [f"c{k}" for k in range(5)])
+    assert "rank 1 of 5" in note and "median accuracy is 2 (`c2`" in note
+    assert eval_class_note(per_image, 2, [f"c{k}" for k in range(5)]).endswith(
+        "It is the class of median accuracy.")
+
+
+def test_claim_figure_reading_places_each_variant_against_im_s_line():
+    from imlib.report import claim_figure_reading
+
+    # Mosaic at NMI 1, 0.5, 0: IM's target 1, 0.5, 0.1. The baseline stays at 100 % on degraded
+    # images (above the line) but gives clean images 60 % at 90 % accuracy; IM sits on its line
+    # and gives clean images 50 %.
+    confidence = {"baseline": [0.6, 1.0, 1.0], "im": [0.5, 0.5, 0.1]}
+    rows = [{"variant": v, "seed": 0, "kind": "mosaic", "level": d, "subset": "all",
+             "order": "degrade_first", "accuracy": 0.9, "confidence": c, "nmi": n, "n": 100}
+            for v, cs in confidence.items()
+            for d, n, c in zip((0.0, 0.5, 1.0), (1.0, 0.5, 0.0), cs, strict=True)]
+    draws = _draws({"mosaic": [(0.1, 1.0), (0.3, 0.95), (0.5, 0.5), (0.7, 0.2), (0.9, 0.0)]})
+    text = claim_figure_reading(pd.DataFrame(rows), draws, num_classes=10, max_eps=0.9,
+                                spread="others")
+    assert "over the 2 degraded conditions" in text
+    assert "- Baseline: above the line at 2, on it at 0, below at 0" in text
+    assert "- IM: above the line at 0, on it at 2, below at 0" in text
+    assert ("Every variant is under-confident there, mean true-class confidence below accuracy "
+            "(Baseline 60 % at 90 %, IM 50 % at 90 %)") in text
+    # 2 of 5 draws keep NMI > 0.9, 1 is unchanged; IM's targets average (1+.95+.5+.2+.1)/5.
+    assert "only 40 % keep NMI > 0.9 and 20 % come out unchanged" in text
+    assert f"puts {100 * (1 + 0.95 + 0.5 + 0.2 + 0.1) / 5:.0f} % on the true class" in text
+    assert "the baseline sits above IM's line at 2 of 2 degraded conditions and IM at 0" in text
+    assert "IM's targets move confidence further from accuracy" in text
+
+
+def test_training_draws_summary_counts_what_training_feeds_the_models():
+    from imlib.report import training_draws_summary
+
+    draws = _draws({"mosaic": [(0.1, 1.0), (0.6, 0.05)], "blur": [(0.5, 0.2), (0.95, 0.92)]})
+    text = training_draws_summary(draws, max_eps=0.9)
+    assert "Of 4 training draws, 0 have d = 0: d spans 0.10–0.95 (mean 0.54)" in text
+    assert "kinds `mosaic` 50 %, `blur` 50 %" in text
+    assert "Only 50 % keep NMI > 0.9 (look nearly clean), 25 % come out unchanged" in text
+    assert "25 % at the 0.9 clamp" in text  # NMI 0.05: eps cut to 0.9
+    assert f"averages {100 * (1 + 0.1 + 0.2 + 0.92) / 4:.0f} %" in text
