@@ -113,6 +113,14 @@ def check_choice(value: str, allowed: Sequence[str], name: str) -> None:
         raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
 
 
+def check_class_names(class_names: object) -> None:
+    """``class_names`` must be a list of at least two names, such as ``data.classes``."""
+    if isinstance(class_names, str) or not isinstance(class_names, Sequence) or len(
+            class_names) < 2:
+        raise ValueError(f"class_names must be a list of at least 2 names (e.g. data.classes), "
+                         f"got {class_names!r}")
+
+
 def check_labels(labels: Tensor, num_classes: int, n: int | None = None,
                  values: bool = True) -> None:
     """``labels`` must be an integer tensor (N,) with values in [0, num_classes)."""

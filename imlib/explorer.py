@@ -1,19 +1,23 @@
 """Probe one image by hand: degrade it, measure its NMI, see IM's target and what models predict.
 
-The reader picks an image, a kind, a level ``d`` and the histogram bins, and sees the chain IM
-trains on: the degraded image, ``NMI(clean, degraded)``, ``eps = clamp(1 - NMI, 0, max_eps)``,
-the soft target, and, where trained models are given, each variant's predicted distribution
-beside that target (the question the author's slider tool let a reader ask of a model).
+The reader picks an image, a kind, a level ``d``, the histogram bins, IM's clamp and spread and
+the noise seed, and sees the chain IM trains on: the degraded image, ``NMI(clean, degraded)``,
+``eps = clamp(1 - NMI, 0, max_eps)``, the soft target, and, where trained models are given,
+each variant's predicted distribution beside that target (the question the author's slider
+tool let a reader ask of a model).
 
 - :func:`probe` does all the computation (pure and tested); :class:`Probe` holds its result.
-- :func:`probe_figure` draws one probe; :func:`static_view` draws a grid of a few settings for
-  headless runs (papermill has no widget frontend); :func:`explorer` wires ipywidgets sliders
-  to :func:`probe` and :func:`probe_figure` for interactive use.
+- :func:`probe_figure` draws one probe.
+- :func:`probe_grid` probes one image under every kind at a low and a high level;
+  :func:`static_view` draws that grid (what a saved notebook shows without a kernel) and
+  :func:`what_to_notice` says, from the same probes, what it shows.
+- :func:`explorer` wires ipywidgets controls to :func:`probe` and :func:`probe_figure`.
 
-Images follow training: degraded in [0, 1] with the training constants (``TRAIN``) by default,
-then normalised with the data set's ``mean``/``std`` before the model sees them. Each setting
-draws its randomness (diffusion noise, dropout patches) from a generator seeded with ``seed``,
-so the same setting always shows the same image.
+The NMI bins, IM's clamp ``max_eps`` and its ``spread`` have no defaults here: a notebook passes
+the trained runs' own settings. Images follow training: degraded in [0, 1] with the training
+constants (``TRAIN``) by default, then normalised with the data set's ``mean``/``std`` before
+the model sees them. Each setting draws its randomness (diffusion noise, dropout patches) from a
+generator seeded with ``seed``, so the same setting always shows the same image.
 """
 
 from __future__ import annotations
@@ -29,21 +33,25 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from imlib._checks import check_choice, check_fraction, check_images, check_int, check_labels
+from imlib._checks import (check_choice, check_class_names, check_fraction, check_images,
+                           check_int, check_labels)
 from imlib.degradations import KINDS, TRAIN, DegradationConfig, degrade
 from imlib.evaluate import predict
 from imlib.labels import SPREADS, im_eps, information_matching
 from imlib.nmi import nmi
 from imlib.style import (KIND_LABELS, VARIANT_COLORS, VARIANT_LABELS, chance_line, new_figure,
-                         style)
+                         percent_axis, source_line, style)
 
-__all__ = ["Probe", "DEFAULT_SETTINGS", "probe", "probe_figure", "static_view", "explorer"]
+__all__ = ["Probe", "GRID_LEVELS", "probe", "probe_figure", "probe_grid", "static_view",
+           "what_to_notice", "explorer"]
 
-# The static view's default grid: one image under every kind at a middle level, 64 bins.
-DEFAULT_SETTINGS = tuple((0, kind, 0.5, 64) for kind in KINDS)
+GRID_LEVELS = (0.2, 0.8)  # the static grid's low and high level
 _ALL_CLASSES_UP_TO = 12  # up to this many classes the bar chart shows them all, else the top-k
 _TOP_K = 5
 _OTHER_COLOR = "0.5"  # a model whose name is not a variant of the study
+# The explorer's controls: a slider's track is its width less the description and the readout
+# (at most 80 px), so 520 px leaves 320 px of track; one slider per row fits a 1280 px window.
+SLIDER_WIDTH, CHOICE_WIDTH, DESCRIPTION_WIDTH = 520, 300, 120
 
 
 @dataclass(frozen=True)
@@ -77,22 +85,21 @@ def _as_image(image: Tensor) -> Tensor:
     return image.float() / 255 if image.dtype == torch.uint8 else image.float()
 
 
-def probe(image: Tensor, kind: str, level: float, bins: int = 64,
+def probe(image: Tensor, kind: str, level: float, *, bins: int, max_eps: float, spread: str,
           models: Mapping[str, torch.nn.Module] | None = None,
           mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-          label: int | None = None, num_classes: int | None = None, max_eps: float = 0.9,
-          spread: str = "others", seed: int = 0, config: DegradationConfig = TRAIN) -> Probe:
+          label: int | None = None, num_classes: int | None = None, seed: int = 0,
+          config: DegradationConfig = TRAIN) -> Probe:
     """Degrade ``image`` with ``kind`` at ``level`` and compute everything IM derives from it.
 
     Args:
         image: one image (C, H, W), uint8 or float in [0, 1].
         kind, level: the degradation (one of ``KINDS``, ``d`` in [0, 1]).
-        bins: histogram bins of the NMI (the paper uses 64).
+        bins, max_eps, spread: the NMI's histogram bins, IM's cap on eps and how it spreads the
+            rest (see :func:`imlib.labels.information_matching`): the runs' own settings.
         models: name (a variant) -> trained model; each predicts on the degraded image,
             normalised with ``mean`` and ``std`` (both required with models).
         label, num_classes: the image's class and the number of classes, for IM's target.
-        max_eps, spread: IM's cap on eps and how it spreads the rest (see
-            :func:`imlib.labels.information_matching`).
         seed: seeds the degradation's randomness, so a setting is reproducible.
         config: the degradation constants (training's by default, as IM's targets used).
     """
@@ -139,7 +146,7 @@ def _show_image(ax: Axes, image: Tensor, title: str) -> None:
         ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         ax.imshow(pixels, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.set_axis_off()
 
 
@@ -153,7 +160,7 @@ def _shown_classes(result: Probe, num_classes: int) -> list[int]:
     return shown
 
 
-def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str]) -> None:
+def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str], title: str) -> None:
     """IM's target (outlined) and each model's probabilities in percent, grouped by class,
     over a fixed 0-100 % axis so that moving a slider never rescales it."""
     classes = _shown_classes(result, len(class_names))
@@ -176,34 +183,27 @@ def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str]) -> 
         ax.axvspan(true - 0.5, true + 0.5, color="gold", alpha=0.25, zorder=0)
         ax.get_xticklabels()[true].set_fontweight("bold")
     chance_line(ax, len(class_names))
-    ax.set_ylim(0, 100)
+    percent_axis(ax)
     ax.set_ylabel("Probability (%)")
-    title = "Target and predictions (true class shaded)"
     if len(classes) < len(class_names):
         title += f"\nthe true class and each model's top {_TOP_K} of {len(class_names)}"
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=9)
 
 
-def _panel_count(result: Probe) -> int:
-    return 3 if result.target is not None or result.predictions else 2
+def _legend(fig: Figure, ax: Axes) -> None:
+    """The bars' legend (target, models, chance), outside the panels on the figure's right."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
 
 
-def _draw(axes: Sequence[Axes], result: Probe, class_names: Sequence[str]) -> None:
-    clean_title = "Clean" if result.label is None else f"Clean: {class_names[result.label]}"
-    _show_image(axes[0], result.image, clean_title)
-    _show_image(axes[1], result.degraded,
-                f"{KIND_LABELS[result.kind]}, d = {result.level:.2f}\n"
-                f"NMI = {result.nmi:.3f} ({result.bins} bins), eps = {result.eps:.3f}")
-    if len(axes) > 2:
-        _draw_distributions(axes[2], result, class_names)
+def _degraded_title(result: Probe) -> str:
+    return (f"{KIND_LABELS[result.kind]}, d = {result.level:.2f}\n"
+            f"NMI {result.nmi:.2f} ({result.bins} bins), ε {result.eps:.2f}")
 
 
-def _check_class_names(class_names: Sequence[str]) -> None:
-    if isinstance(class_names, str) or not isinstance(class_names, Sequence) or len(
-            class_names) < 2:
-        raise ValueError(f"class_names must be a list of at least 2 names (e.g. data.classes), "
-                         f"got {class_names!r}")
+def _clean_title(result: Probe, class_names: Sequence[str]) -> str:
+    return "Clean" if result.label is None else f"Clean: {class_names[result.label]}"
 
 
 def probe_figure(result: Probe, class_names: Sequence[str]) -> Figure:
@@ -211,23 +211,21 @@ def probe_figure(result: Probe, class_names: Sequence[str]) -> Figure:
     target or a prediction) the target beside each model's predicted distribution."""
     if not isinstance(result, Probe):
         raise ValueError(f"result must be a Probe (from probe(...)), got {type(result).__name__}")
-    _check_class_names(class_names)
-    return _probe_rows([result], class_names, row_height=3.6)
-
-
-def _probe_rows(results: Sequence[Probe], class_names: Sequence[str], row_height: float
-                ) -> Figure:
-    """One row of panels per probe (images, then target and predictions where there are any)."""
-    panels = _panel_count(results[0])
+    check_class_names(class_names)
+    bars = result.target is not None or bool(result.predictions)
     with style():
-        fig = new_figure(4 + 3.5 * (panels - 2) + 2, row_height * len(results))
-        grid = fig.add_gridspec(len(results), panels, width_ratios=[1, 1, 2.5][:panels])
-        for row, result in enumerate(results):
-            _draw([fig.add_subplot(grid[row, i]) for i in range(panels)], result, class_names)
+        fig = new_figure(11.5 if bars else 4.5, 3.6)
+        axes = fig.subplots(1, 3 if bars else 2, width_ratios=[1, 1, 2.6][:3 if bars else 2])
+        _show_image(axes[0], result.image, _clean_title(result, class_names))
+        _show_image(axes[1], result.degraded, _degraded_title(result))
+        if bars:
+            _draw_distributions(axes[2], result, class_names,
+                                "Target and predictions (true class shaded)")
+            _legend(fig, axes[2])
     return fig
 
 
-# --- a split of images: the static grid and the widgets -----------------------------------------
+# --- one image under every kind: the static grid ------------------------------------------------
 
 
 def _check_split(images: Tensor, labels: Tensor, class_names: Sequence[str]) -> None:
@@ -237,62 +235,188 @@ def _check_split(images: Tensor, labels: Tensor, class_names: Sequence[str]) -> 
                          f"got {shape}")
     if images.dtype != torch.uint8:
         check_images(images, "images")
-    _check_class_names(class_names)
+    check_class_names(class_names)
     check_labels(labels, len(class_names), n=images.shape[0])
 
 
-def _probe_index(images: Tensor, labels: Tensor, class_names: Sequence[str], index: int,
-                 kind: str, level: float, bins: int, **options) -> Probe:
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(images):
-        raise ValueError(f"image index must be an int in [0, {len(images)}), got {index!r}")
-    return probe(images[index], kind, level, bins, label=int(labels[index]),
-                 num_classes=len(class_names), **options)
+def _check_index(index: int, n: int) -> None:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+        raise ValueError(f"image index must be an int in [0, {n}), got {index!r}")
 
 
-def static_view(images: Tensor, labels: Tensor, class_names: Sequence[str],
-                models: Mapping[str, torch.nn.Module] | None = None,
-                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                settings: Sequence[tuple[int, str, float, int]] = DEFAULT_SETTINGS,
-                max_eps: float = 0.9, spread: str = "others", seed: int = 0,
-                config: DegradationConfig = TRAIN) -> Figure:
-    """A grid of probes, one row per ``(index, kind, level, bins)`` of ``settings``: the
-    explorer's view for headless runs, where no widget can be moved."""
+def probe_grid(images: Tensor, labels: Tensor, class_names: Sequence[str], index: int, *,
+               bins: int, max_eps: float, spread: str,
+               models: Mapping[str, torch.nn.Module] | None = None,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+               kinds: Sequence[str] = KINDS, levels: Sequence[float] = GRID_LEVELS,
+               seed: int = 0, config: DegradationConfig = TRAIN) -> list[Probe]:
+    """Image ``index`` of ``images`` under each kind at each level (kind-major order), probed
+    with the runs' ``bins``, ``max_eps`` and ``spread``: the explorer's view for a reader
+    without a kernel."""
     _check_split(images, labels, class_names)
-    if isinstance(settings, str) or not isinstance(settings, Sequence) or not settings or any(
-            not isinstance(s, Sequence) or len(s) != 4 for s in settings):
-        raise ValueError("settings must be a non-empty list of (index, kind, level, bins) "
-                         f"tuples, e.g. [(0, 'blur', 0.3, 64)], got {settings!r}")
-    options = dict(models=models, mean=mean, std=std, max_eps=max_eps, spread=spread, seed=seed,
+    _check_index(index, len(images))
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or not levels:
+        raise ValueError(f"levels must be a non-empty list of levels in [0, 1], got {levels!r}")
+    options = dict(bins=bins, max_eps=max_eps, spread=spread, models=models, mean=mean, std=std,
+                   label=int(labels[index]), num_classes=len(class_names), seed=seed,
                    config=config)
-    results = [_probe_index(images, labels, class_names, *s, **options) for s in settings]
-    return _probe_rows(results, class_names, row_height=3.4)
+    return [probe(images[index], kind, level, **options) for kind in kinds for level in levels]
+
+
+def _grid_shape(probes: Sequence[Probe]) -> tuple[list[str], list[float]]:
+    """The kinds (rows) and levels (columns) of a kind-major grid of probes, checked whole."""
+    if not probes or not all(isinstance(p, Probe) for p in probes):
+        raise ValueError("probes must be a non-empty list of Probe results, e.g. probe_grid(...)")
+    kinds = list(dict.fromkeys(p.kind for p in probes))
+    levels = list(dict.fromkeys(p.level for p in probes))
+    if [(p.kind, p.level) for p in probes] != [(k, d) for k in kinds for d in levels]:
+        raise ValueError("probes must cover each kind at the same levels, kind by kind, as "
+                         "probe_grid returns them")
+    return kinds, levels
+
+
+def static_view(probes: Sequence[Probe], class_names: Sequence[str], *, dataset: str,
+                protocol: str) -> Figure:
+    """The grid of :func:`probe_grid`: one row per kind, the clean image, then per level the
+    degraded image (NMI, eps) and the target beside each model's prediction; the title names
+    the ``dataset`` and the ``protocol`` the models were trained under."""
+    kinds, levels = _grid_shape(probes)
+    check_class_names(class_names)
+    bars = probes[0].target is not None or bool(probes[0].predictions)
+    per_level = [1.0, 2.4] if bars else [1.0]
+    with style():
+        fig = new_figure(1.7 * (1 + sum(per_level) * len(levels)) + 1.6, 2.7 * len(kinds) + 0.6)
+        axes = fig.subplots(len(kinds), 1 + len(per_level) * len(levels), squeeze=False,
+                            width_ratios=[1.0] + per_level * len(levels))
+        for row, kind in zip(axes, kinds, strict=True):
+            _show_image(row[0], probes[0].image, _clean_title(probes[0], class_names))
+            for column, level in enumerate(levels):
+                result = probes[kinds.index(kind) * len(levels) + column]
+                first = 1 + column * len(per_level)
+                _show_image(row[first], result.degraded, _degraded_title(result))
+                if bars:
+                    _draw_distributions(row[first + 1], result, class_names,
+                                        f"d = {level:.2f}: target and predictions")
+                    if column:
+                        row[first + 1].set_ylabel("")
+        if bars:
+            _legend(fig, axes[0][2])
+        fig.suptitle(f"One test image under each degradation at d = "
+                     f"{' and '.join(f'{d:g}' for d in levels)}\n"
+                     f"{source_line(dataset, protocol)}", fontweight="bold")
+    return fig
+
+
+def _true_mass(probs: Tensor, label: int) -> float:
+    return 100 * float(probs[label])
+
+
+def what_to_notice(probes: Sequence[Probe], class_names: Sequence[str]) -> str:
+    """What the grid of :func:`probe_grid` shows, in Markdown computed from the probes: per
+    kind, the NMI and IM's target at the lowest and highest level beside each model's
+    confidence in the true class, then the model whose confidence stays closest to IM's
+    target over the grid."""
+    kinds, levels = _grid_shape(probes)
+    check_class_names(class_names)
+    if probes[0].label is None:
+        raise ValueError("probes must carry a label (probe_grid gives them one)")
+    label = probes[0].label
+    lines = [f"What to notice on this image of **{class_names[label]}** (confidences are in "
+             f"the true class; d = {levels[0]:g} → {levels[-1]:g}):", ""]
+    for kind in kinds:
+        row = [p for p in probes if p.kind == kind]
+        low, high = row[0], row[-1]
+        text = (f"- **{KIND_LABELS[kind]}**: NMI {low.nmi:.2f} → {high.nmi:.2f}, so IM's target "
+                f"{_true_mass(low.target, label):.0f} % → {_true_mass(high.target, label):.0f} %")
+        models = [f"{VARIANT_LABELS.get(name, name)} {_true_mass(low.predictions[name], label):.0f}"
+                  f" % → {_true_mass(high.predictions[name], label):.0f} %"
+                  for name in low.predictions]
+        lines.append(text + ("; the models: " + ", ".join(models) if models else "") + ".")
+    if probes[0].predictions:
+        gaps = {name: np.mean([abs(_true_mass(p.predictions[name], label)
+                                   - _true_mass(p.target, label)) for p in probes])
+                for name in probes[0].predictions}
+        ranked = sorted(gaps, key=gaps.get)
+        named = ", ".join(f"{VARIANT_LABELS.get(n, n)} {gaps[n]:.0f}" for n in ranked)
+        lines += ["", f"Mean distance to IM's target over these {len(probes)} settings, in "
+                      f"points of confidence: {named}. A model trained on IM's targets should "
+                      "sit closest; one image is an anecdote, the sweeps of this notebook "
+                      "measure it on the whole test split."]
+    return "\n".join(lines)
+
+
+# --- the widgets --------------------------------------------------------------------------------
+
+
+def _slider_layout() -> dict:
+    return dict(layout=widgets.Layout(width=f"{SLIDER_WIDTH}px"),
+                style={"description_width": f"{DESCRIPTION_WIDTH}px"}, continuous_update=False)
+
+
+def _choice_layout() -> dict:
+    return dict(layout=widgets.Layout(width=f"{CHOICE_WIDTH}px"),
+                style={"description_width": f"{DESCRIPTION_WIDTH}px"})
 
 
 def explorer(images: Tensor, labels: Tensor, class_names: Sequence[str],
              models: Mapping[str, torch.nn.Module] | None = None,
-             mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-             max_eps: float = 0.9, spread: str = "others", seed: int = 0,
-             config: DegradationConfig = TRAIN) -> widgets.VBox:
-    """Sliders for image, kind, level and bins over ``images`` (e.g. the test split), redrawing
-    :func:`probe_figure` on every change; returns the ipywidgets box to display."""
+             mean: Sequence[float] | None = None, std: Sequence[float] | None = None, *,
+             bins: int, max_eps: float, spread: str, index: int = 0, kind: str = "blur",
+             level: float = 0.5, seed: int = 0, config: DegradationConfig = TRAIN
+             ) -> widgets.VBox:
+    """Controls over ``images`` (e.g. the test split) redrawing :func:`probe_figure` on every
+    change; returns the ipywidgets box to display.
+
+    The controls, one slider per row so each is long enough to aim with: the class (by name)
+    and which of its images, the kind and level, the NMI bins, IM's clamp and spread, and the
+    seed of the degradation's noise. They start on image ``index`` under ``kind`` at ``level``
+    with the runs' ``bins``, ``max_eps`` and ``spread``."""
     _check_split(images, labels, class_names)
-    options = dict(models=models, mean=mean, std=std, max_eps=max_eps, spread=spread, seed=seed,
-                   config=config)
+    _check_index(index, len(images))
     # Raise bad arguments here: inside the widgets' output area a kernel would only print them.
-    _probe_index(images, labels, class_names, 0, KINDS[0], 0.0, 64, **options)
+    probe(images[index], kind, level, bins=bins, max_eps=max_eps, spread=spread, models=models,
+          mean=mean, std=std, label=int(labels[index]), num_classes=len(class_names), seed=seed,
+          config=config)
+    members = {int(k): (labels == k).nonzero().flatten().tolist()
+               for k in labels.unique().tolist()}
+    start_class = int(labels[index])
     controls = {
-        "index": widgets.IntSlider(0, min=0, max=len(images) - 1, description="image",
-                                   continuous_update=False),
-        "kind": widgets.Dropdown(options=KINDS, value=KINDS[0], description="kind"),
-        "level": widgets.FloatSlider(0.5, min=0.0, max=1.0, step=0.01, description="level d",
-                                     continuous_update=False),
-        "bins": widgets.IntSlider(64, min=8, max=256, step=8, description="bins",
-                                  continuous_update=False),
+        "class": widgets.Dropdown(options=[(class_names[k], k) for k in members],
+                                  value=start_class, description="class", **_choice_layout()),
+        "nth": widgets.IntSlider(members[start_class].index(index), min=0,
+                                 max=len(members[start_class]) - 1,
+                                 description="image of class", **_slider_layout()),
+        "kind": widgets.Dropdown(options=KINDS, value=kind, description="kind",
+                                 **_choice_layout()),
+        "level": widgets.FloatSlider(level, min=0.0, max=1.0, step=0.01, description="level d",
+                                     **_slider_layout()),
+        "spread": widgets.Dropdown(options=SPREADS, value=spread, description="IM spread",
+                                   **_choice_layout()),
+        "bins": widgets.IntSlider(bins, min=2, max=max(256, bins), description="NMI bins",
+                                  **_slider_layout()),
+        "seed": widgets.BoundedIntText(seed, min=0, max=2**31 - 1, description="noise seed",
+                                       **_choice_layout()),
+        "max_eps": widgets.FloatSlider(max_eps, min=0.0, max=0.99, step=0.01,
+                                       description="IM clamp max ε", **_slider_layout()),
     }
 
-    def show(index: int, kind: str, level: float, bins: int) -> None:
-        result = _probe_index(images, labels, class_names, index, kind, level, bins, **options)
+    def restart_class(change: dict) -> None:
+        controls["nth"].value = 0
+        controls["nth"].max = len(members[change["new"]]) - 1
+
+    controls["class"].observe(restart_class, names="value")
+
+    def show(class_: int, nth: int, kind: str, level: float, spread: str, bins: int, seed: int,
+             max_eps: float) -> None:
+        chosen = members[class_][min(nth, len(members[class_]) - 1)]
+        result = probe(images[chosen], kind, level, bins=bins, max_eps=max_eps, spread=spread,
+                       models=models, mean=mean, std=std, label=int(labels[chosen]),
+                       num_classes=len(class_names), seed=seed, config=config)
         display(probe_figure(result, class_names))
 
-    output = widgets.interactive_output(show, controls)
-    return widgets.VBox([widgets.HBox(list(controls.values())), output])
+    output = widgets.interactive_output(
+        lambda **values: show(values.pop("class"), **values), controls)
+    order = list(controls.values())
+    rows = [widgets.HBox(order[i:i + 2], layout=widgets.Layout(flex_flow="row wrap"))
+            for i in range(0, len(order), 2)]
+    return widgets.VBox([*rows, output])

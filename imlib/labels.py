@@ -28,6 +28,7 @@ __all__ = [
     "level_matching",
     "soft_targets",
     "soft_cross_entropy",
+    "target_entropy",
 ]
 
 SPREADS = ("others", "all")
@@ -179,3 +180,17 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor, validate_args: bool = Tr
             raise ValueError("targets rows must sum to 1; build them with imlib.labels")
     per_sample = -(targets * torch.log_softmax(logits.float(), dim=1)).sum(dim=1)
     return per_sample.mean() if reduction == "mean" else per_sample
+
+
+def target_entropy(targets: Tensor) -> Tensor:
+    """The entropy ``-sum_k t_k log t_k`` (nats) of each row of ``targets`` (N, K): the lowest
+    value ``soft_cross_entropy`` can reach against that target, reached when the prediction
+    equals it (0 for a one-hot target, ``ln K`` for the uniform one).
+
+    >>> target_entropy(torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
+    tensor([0.0000, 0.6931])
+    """
+    if not isinstance(targets, Tensor) or targets.ndim != 2 or not targets.is_floating_point():
+        shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(f"targets must be a float tensor of shape (N, K), got {shape}")
+    return 0.0 - torch.special.xlogy(targets, targets).sum(dim=1)  # 0.0 - x: never -0.0

@@ -110,7 +110,8 @@ def ece(probs: Tensor, labels: Tensor, n_bins: int = 15) -> Tensor:
 
 def ece_paper_script(probs: Tensor, labels: Tensor, n_bins: int = 10,
                      batch_size: int = 100) -> Tensor:
-    """The ECE of the paper's evaluation script (``compute_ece`` in the authors' ``evaluate.py``).
+    """The ECE of the paper's evaluation script (``compute_ece`` in the authors' ``evaluate.py``,
+    named ``scripts/evaluate_models.py`` since their commit 24d6b7c).
 
     The samples are cut into batches of ``batch_size`` in order (the last may be shorter). Every
     (batch, bin) cell with a sample whose top-1 confidence lies in the bin ``(lo, hi]`` (edges

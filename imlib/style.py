@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +20,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from imlib._checks import check_int
-from imlib.results import VARIANT_LABELS
+from imlib.io import atomic_write_bytes
 
 __all__ = ["VARIANT_LABELS", "VARIANT_COLORS", "KIND_LABELS", "KIND_COLORS", "KIND_MARKERS",
-           "GAP_COLOR", "REFERENCE_COLOR", "CHANCE_LABEL", "TARGET_LABEL", "style",
-           "new_figure", "chance_line", "save_figure", "show_and_save"]
+           "GAP_COLOR", "REFERENCE_COLOR", "CHANCE_LABEL", "TARGET_LABEL", "DATASET_LABELS",
+           "BINS_PALETTE", "INLINE_DPI", "style", "new_figure", "source_line", "percent_axis",
+           "chance_line", "save_figure", "show_and_save"]
 
+VARIANT_LABELS = {"baseline": "Baseline", "ls": "LS", "im": "IM", "level": "Level"}  # as printed
 # Variants: seaborn's colorblind palette (blue, orange, green, pink).
 VARIANT_COLORS = {"baseline": "#0173b2", "ls": "#de8f05", "im": "#029e73", "level": "#cc78bc"}
 # Kinds: Paul Tol's wine, indigo, olive and teal, far from every variant colour (a test checks).
@@ -37,6 +40,9 @@ GAP_COLOR = "#222222"  # reliability gap hatching: near-black, neither a variant
 REFERENCE_COLOR = "0.4"  # chance line and calibration diagonal
 CHANCE_LABEL = "chance (1/K)"
 TARGET_LABEL = "IM target 1 − ε(NMI)"
+DATASET_LABELS = {"cifar100": "CIFAR-100", "synthetic": "synthetic set"}
+BINS_PALETTE = "crest"  # a sequential palette for numbers of bins: neither a variant nor a kind
+INLINE_DPI = 72  # figures shown in a notebook (a screen inch); saved files: 150 dpi
 
 
 @contextlib.contextmanager
@@ -55,9 +61,28 @@ def _load_backend() -> None:
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A Figure not registered with pyplot (a notebook shows it by ending a cell with it)."""
+    """A Figure not registered with pyplot (a notebook shows it by ending a cell with it).
+
+    Shown in a notebook at ``INLINE_DPI``, which keeps the executed notebooks small; the files
+    :func:`save_figure` writes have their own, higher resolution."""
     _load_backend()
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), dpi=INLINE_DPI, layout="constrained")
+
+
+def source_line(dataset: str, protocol: str | None = None) -> str:
+    """What a figure's numbers come from, for its title: the data set and, for trained models,
+    the training protocol (``"CIFAR-100, paper protocol"``)."""
+    if not isinstance(dataset, str) or not dataset:
+        raise ValueError(f"dataset must be a data set's name such as 'cifar100', got {dataset!r}")
+    name = DATASET_LABELS.get(dataset, dataset)
+    return name if protocol is None else f"{name}, {protocol} protocol"
+
+
+def percent_axis(ax: Axes) -> None:
+    """A y-axis of percentages over the whole 0-100 % range, so that panels compare at a glance
+    (a small margin keeps a line at 0 or 100 % visible)."""
+    ax.set_ylim(-2, 102)
+    ax.set_yticks(range(0, 101, 20))
 
 
 def chance_line(ax: Axes, num_classes: int) -> None:
@@ -69,21 +94,27 @@ def chance_line(ax: Axes, num_classes: int) -> None:
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (150 dpi, tight bounding box), creating the folder, then close
-    it; returns the path."""
+    it; returns the path. The file is replaced whole (:func:`imlib.io.atomic_write_bytes`): a
+    kill leaves the old figure or the new one, never a cut one."""
     if not isinstance(fig, Figure):
         raise ValueError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=150, bbox_inches="tight")
+    atomic_write_bytes(png.getvalue(), path)
     plt.close(fig)
     return path
 
 
-def show_and_save(fig: Figure, path: str | Path, title: str | None = None) -> Path:
-    """Write ``fig`` with :func:`save_figure` and display it in the notebook, under ``title``
-    (Markdown, bold) when given; returns the path."""
+def show_and_save(fig: Figure, path: str | Path, title: str | None = None, *,
+                  show: bool = True) -> Path:
+    """Write ``fig`` with :func:`save_figure` and, with ``show``, display it in the notebook,
+    under ``title`` (Markdown, bold) when given; returns the path. ``show=False`` writes a
+    file the notebook does not show again (a figure another notebook shows, or another
+    protocol's)."""
     from IPython.display import Markdown, display
 
     path = save_figure(fig, path)
-    display(*([Markdown(f"**{title}**")] if title else []), fig)
+    if show:
+        display(*([Markdown(f"**{title}**")] if title else []), fig)
     return path

@@ -1,15 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 01 · The theory: entropy, mutual information, NMI and soft labels
 #
@@ -18,7 +6,9 @@
 # 1. the **normalized mutual information** between an image and its degraded copy,
 #    NMI(X, X') ∈ [0, 1]: how much of the image's structure survived the degradation;
 # 2. the **cross-entropy against a soft target** whose true class gets 1 − eps, with
-#    eps = 1 − NMI: the model is asked to be exactly as sure as the image is informative.
+#    eps = 1 − NMI: the model is asked to be as sure of the true class as the share of the
+#    image's pixel information that survived (whether that is how recognisable the image
+#    still is, notebooks 04 and 06 measure).
 #
 # This notebook builds both from scratch, checks them against `imlib`, and looks at what the
 # four degradations do to a photograph and to an image of the data set. It trains nothing and
@@ -41,7 +31,7 @@ from imlib.study import load_params
 from imlib.thumbnails import plot_image_grid
 
 params = load_params(profile, overrides)
-params.settings()
+print(params.summary())
 
 # %% [markdown]
 # ## 1 · Entropy and mutual information, by hand

@@ -1,15 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 02 · Can we trust the NMI estimator?
 #
@@ -33,22 +21,20 @@ profile = "smoke"  # notebooks/profiles/<profile>.yaml: smoke | cpu | paper
 overrides = {}  # any key of the profile, e.g. {"epochs": 3, "device": "cpu"}
 
 # %%
-import dataclasses
-
 import matplotlib.pyplot as plt
 import seaborn as sns
 import torch
 from IPython.display import Markdown
 
-from imlib.degradations import KINDS, random_degrade
-from imlib.nmi_study import (BINS, LEVELS, eps_distribution, loop_vs_batched_throughput,
-                             nmi_by_level, sample_images, sklearn_agreement)
+from imlib.degradations import KINDS, LEVELS, DegradationConfig, random_degrade
+from imlib.nmi_study import (BINS, eps_distribution, loop_vs_batched_throughput,
+                             nmi_by_level, sample_images, save_nmi_study, sklearn_agreement)
 from imlib.report import nmi_floor, nmi_floor_summary
-from imlib.results import write_tables
 from imlib.study import load_params
+from imlib.style import BINS_PALETTE, KIND_COLORS, source_line
 
 params = load_params(profile, overrides)
-params.settings()
+print(params.summary())
 
 # %% [markdown]
 # `params.nmi_pairs` images drawn from the training split (the images IM degrades during
@@ -57,7 +43,9 @@ params.settings()
 # %%
 data = params.load_data()
 x = sample_images(data, params.nmi_pairs, seed=0)
-print(f"{len(x)} images {tuple(x.shape[1:])} from {params.training.dataset}")
+bins, max_eps = params.training.nmi_bins, params.training.im_max_eps  # what the runs train with
+print(f"{len(x)} images {tuple(x.shape[1:])} from {params.training.dataset}; NMI with {bins} "
+      f"bins, eps clamped at {max_eps}")
 
 # %% [markdown]
 # ## 1 · imlib against scikit-learn
@@ -71,11 +59,11 @@ print(f"{len(x)} images {tuple(x.shape[1:])} from {params.training.dataset}")
 
 # %%
 y, kind_index, level = random_degrade(x, generator=torch.Generator().manual_seed(0))
-agreement = sklearn_agreement(x, y, bins=64)
+agreement = sklearn_agreement(x, y, bins=bins)
 agreement.insert(1, "kind", [KINDS[k] for k in kind_index.tolist()])
 agreement.insert(2, "level", level.numpy())
 print(f"max |imlib − sklearn| over {len(agreement)} pairs: {agreement['abs_diff'].max():.1e}")
-agreement.head()
+agreement.head().round(3)
 
 # %% [markdown]
 # The two agree to float rounding. One convention differs **on purpose**: when a channel is
@@ -88,7 +76,7 @@ agreement.head()
 # %%
 grey = torch.full((2, *x.shape[1:]), 0.5)
 partner = torch.cat([torch.full((1, *x.shape[1:]), 0.8), x[:1]])
-sklearn_agreement(grey, partner, bins=64)
+sklearn_agreement(grey, partner, bins=bins).round(3)
 
 # %% [markdown]
 # Only the both-constant row differs (scikit-learn 1, imlib 0); against a real image a constant
@@ -97,10 +85,13 @@ sklearn_agreement(grey, partner, bins=64)
 # comparison is with scikit-learn as it is. The pairs, coloured by kind:
 
 # %%
-ax = sns.scatterplot(data=agreement, x="sklearn", y="imlib", hue="kind", hue_order=KINDS, s=18)
+ax = sns.scatterplot(data=agreement, x="sklearn", y="imlib", hue="kind", hue_order=KINDS, s=18,
+                     palette=KIND_COLORS)
 ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, zorder=0)
-ax.set(xlabel="scikit-learn NMI (64 bins, channel mean)", ylabel="imlib NMI",
-       title="Every pair on the diagonal", xlim=(0, 1.02), ylim=(0, 1.02), aspect="equal")
+ax.set(xlabel=f"scikit-learn NMI ({bins} bins, channel mean)", ylabel="imlib NMI",
+       title=f"Every pair on the diagonal\n{source_line(params.training.dataset)}",
+       xlim=(0, 1.02), ylim=(0, 1.02), aspect="equal")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
 plt.show()
 
 # %% [markdown]
@@ -118,18 +109,20 @@ plt.show()
 
 # %%
 levels = sorted({*LEVELS, 0.01, 0.02, 0.05})
-by_level = nmi_by_level(x, KINDS, levels, bins=64, seed=0)
+by_level = nmi_by_level(x, KINDS, levels, bins=bins, seed=0)
 by_level.pivot(index="level", columns="kind", values="mean")[list(KINDS)].round(3)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
 for kind, rows in by_level.groupby("kind", sort=False):
-    ax.plot(rows["level"], rows["mean"], marker="o", markersize=4, label=kind)
-    ax.fill_between(rows["level"], rows["q10"], rows["q90"], alpha=0.2)
+    ax.plot(rows["level"], rows["mean"], marker="o", markersize=4, label=kind,
+            color=KIND_COLORS[kind])
+    ax.fill_between(rows["level"], rows["q10"], rows["q90"], alpha=0.2, color=KIND_COLORS[kind])
 ax.plot([0, 1], [1, 0], color="grey", linestyle=":", label="1 − d (the level control)")
-ax.set(xlabel="degradation level d", ylabel="NMI (64 bins)", ylim=(0, 1.02),
-       title=f"NMI vs level on {len(x)} {params.training.dataset} images (band: 10–90 %)")
-ax.legend()
+ax.set(xlabel="degradation level d", ylabel=f"NMI ({bins} bins)", ylim=(0, 1.02),
+       title=f"NMI vs level on {len(x)} images (band: 10–90 %)\n"
+             f"{source_line(params.training.dataset)}")
+ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
 plt.show()
 
 # %% [markdown]
@@ -144,13 +137,21 @@ plt.show()
 #     pixel range; blur σ = 2.5 px) and then flatten.
 #   - `mosaic` is the identity below d = 0.25 (block size 1), drops at once when the blocks
 #     reach 2 × 2, and ends at 0 (one colour per channel).
-# - **Only noise keeps a floor.** With 1,024 pixels for 64 × 64 joint bins the histogram
-#   estimator reads chance coincidences as shared information, so pure noise never scores 0,
-#   and IM never gives a diffusion-degraded image the full eps = 0.9. Blur, mosaic and
-#   dropout can remove the information altogether (one colour per channel, every patch
-#   dropped): their NMI reaches 0 at the strongest levels. Section 3 measures both.
-# - The bands are narrow: NMI depends mostly on the kind and the level, little on the image.
-#
+# - **Where each kind ends** is the table's last row (d = 1). NMI reaches 0 only where the
+#   degraded image keeps nothing of the clean one (one colour per channel, every patch
+#   dropped). Two things keep it above 0: what the degradation leaves (a blur whose kernel is
+#   capped at 51 pixels leaves a smooth gradient) and the estimator's bias (with 1,024 pixels
+#   per channel for bins × bins joint cells, pure noise still scores chance coincidences as
+#   shared information, notebook 01). Section 3 measures, from IM's draws, which kinds stay
+#   above 0 and how often eps reaches its clamp.
+# - The bands show how much NMI depends on the image beyond its kind and level; the widest:
+
+# %%
+band = by_level.assign(width=by_level["q90"] - by_level["q10"]).nlargest(1, "width").iloc[0]
+Markdown(f"The widest 10–90 % band over the images: **{band.width:.2f}** NMI "
+         f"(`{band.kind}`, d = {band.level:g}).")
+
+# %% [markdown]
 # This is what separates IM from the `level` control of notebook 03 (eps = d): for `dropout`
 # the two roughly agree; for `diffusion` and `blur` IM smooths far more at small levels and
 # less at large ones; for `mosaic` IM does not smooth at all below d = 0.25, rightly, since
@@ -162,36 +163,41 @@ plt.show()
 # per image give the distribution of eps = clamp(1 − NMI, 0, 0.9), per kind:
 
 # %%
-eps = eps_distribution(x, n_draws=4 * len(x), bins=64, seed=0)
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-sns.histplot(data=eps, x="eps", hue="kind", hue_order=KINDS, bins=30, binrange=(0, 0.9),
-             element="step", ax=axes[0])
+eps = eps_distribution(x, n_draws=4 * len(x), bins=bins, max_eps=max_eps, seed=0,
+                       config=DegradationConfig(kinds=params.training.degrade_kinds))
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
+sns.histplot(data=eps, x="eps", hue="kind", hue_order=KINDS, bins=30, binrange=(0, max_eps),
+             element="step", ax=axes[0], palette=KIND_COLORS, legend=False)
 sns.scatterplot(data=eps, x="level", y="eps", hue="kind", hue_order=KINDS, s=8, ax=axes[1],
-                legend=False)
-axes[0].set(title="eps = clamp(1 − NMI, 0, 0.9) per draw")
-axes[1].set(title="eps against the level of the draw", ylim=(0, 0.92))
+                palette=KIND_COLORS)
+sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+fig.suptitle(f"The eps IM trains with, {len(eps)} draws: {source_line(params.training.dataset)}")
+axes[0].set(title=f"eps = clamp(1 − NMI, 0, {max_eps}) per draw")
+axes[1].set(title="eps against the level of the draw", ylim=(0, max_eps + 0.02))
 plt.show()
 
 # %%
-floor = nmi_floor(eps)
+floor = nmi_floor(eps, by_level, max_eps)
 floor.round(3)
 
 # %% [markdown]
-# What to notice:
+# How to read it, per kind:
 #
-# - The distribution is far from uniform. Only `dropout` gives a graded eps (about d). The
-#   other kinds are nearly all-or-nothing: `diffusion` sits in a narrow peak at 1 − floor,
-#   `blur` piles up at the 0.9 clamp, and `mosaic` splits into eps = 0 (d < 0.25, nothing
-#   changed) and eps near the clamp. On these images IM's per-sample adaptivity acts mostly
-#   through the *kind* of degradation, much less through its level.
-# - The mean eps is large: the typical degraded training image gets a target whose true class
-#   holds far less than LS's fixed 0.9. This mean is what notebook 03 logs as `mean_eps` for IM
-#   (there the images are also cropped and flipped first, so it differs slightly).
+# - `nmi_at_max_level`: where the curve of section 2 ends (d = 1); `lowest_nmi`: the lowest
+#   NMI of any draw.
+# - `eps_q10`–`eps_q90`: the range of eps over 80 % of the draws. A narrow range means the
+#   kind gets nearly the same eps whatever its level: there IM's per-sample adaptivity acts
+#   through the *kind* of degradation, not its level.
+# - `unchanged`: draws that left the image as it was (eps 0; for mosaic, blocks of one pixel
+#   below d = 0.25); `at_clamp`: draws whose eps was cut to the clamp.
 #
-# Measured on these draws:
+# The mean eps is what notebook 03 logs as `mean_eps` for IM (there the images are also
+# cropped and flipped first, so it differs slightly). Measured on these draws:
 
 # %%
-Markdown(f"Mean eps over all draws: **{eps['eps'].mean():.2f}**. " + nmi_floor_summary(floor))
+Markdown(f"Mean eps over all draws: **{eps['eps'].mean():.2f}**: the typical target keeps "
+         f"{100 * (1 - eps['eps'].mean()):.0f} % on the true class (LS: eps "
+         f"{params.training.ls_eps:g} on every image). " + nmi_floor_summary(floor, max_eps))
 
 # %% [markdown]
 #
@@ -208,14 +214,16 @@ subset = x[: max(4, len(x) // 4)]
 by_bins = nmi_by_level(subset, KINDS, LEVELS, bins=BINS, seed=0)
 grid = sns.relplot(data=by_bins, x="level", y="mean", hue="bins", col="kind", col_order=KINDS,
                    kind="line", marker="o", markersize=4, height=3, aspect=0.9,
-                   palette=sns.color_palette("colorblind", len(BINS)))
+                   palette=BINS_PALETTE)
 grid.set(ylim=(0, 1.02), ylabel="mean NMI", xlabel="level d").set_titles("{col_name}")
-grid.figure.suptitle(f"NMI vs level for each number of bins ({len(subset)} images)", y=1.03)
+grid.figure.suptitle(f"NMI vs level for each number of bins ({len(subset)} images), "
+                     f"{source_line(params.training.dataset)}", y=1.03)
 plt.show()
 
 # %% [markdown]
-# And the value at the highest level, where each curve ends: the estimator's floor for noise
-# and blur, 0 where the degraded image is constant.
+# And the value at the highest level, where each curve ends: 0 only where the degraded image
+# is constant; above 0 where something of the image is left or the estimator reads noise as
+# shared information, by an amount that depends on the bins.
 
 # %%
 by_bins[by_bins["level"] == 1.0].pivot(index="bins", columns="kind", values="mean")[
@@ -246,11 +254,11 @@ by_bins[by_bins["level"] == 1.0].pivot(index="bins", columns="kind", values="mea
 # claim.
 
 # %%
-throughput = loop_vs_batched_throughput(x, y, bins=64, repeats=3, loop_images=32)
+throughput = loop_vs_batched_throughput(x, y, bins=bins, repeats=3, loop_images=32)
 ratio = throughput["images_per_s"].iloc[0] / throughput["images_per_s"].iloc[1]
 print(f"batched is {ratio:.1f}x the per-image loop ({throughput['device'].iloc[0]}, "
       f"{throughput['threads'].iloc[0]} threads)")
-throughput.round(4)
+throughput.round({"seconds": 3}).astype({"images_per_s": int})
 
 # %% [markdown]
 # The batched estimator counts all pairs and channels with one integer scatter, so its cost per
@@ -265,15 +273,15 @@ throughput.round(4)
 # %%
 tables = {"agreement": agreement, "nmi_vs_level": by_level, "eps": eps, "bins": by_bins,
           "throughput": throughput}
-settings = {"seed": 0, "bins": 64, "bins_study": list(BINS), "levels": levels,
-            "images": len(x), "bins_study_images": len(subset), "eps_draws": len(eps)}
-write_tables(tables, params.nmi_dir, settings, params=dataclasses.asdict(params))
+details = {"bins_study": list(BINS), "levels": levels, "images_drawn": len(x),
+           "bins_study_images": len(subset), "eps_draws": len(eps)}
+save_nmi_study(tables, params, details)
 print(*sorted(p.name for p in params.nmi_dir.iterdir()), sep="\n")
 
 # %% [markdown]
 # **Conclusion.** `imlib.nmi` computes exactly the paper's channel-averaged NMI (scikit-learn
 # agrees to float rounding, with one documented convention for constant channels). It falls
-# with the level for every kind, at very different rates, with a floor for noise only, so
-# the eps IM trains with depends mostly on the kind of degradation. The values depend on the
+# with the level for every kind, at very different rates; where each kind ends at d = 1, and
+# how graded the eps IM trains with is per kind, section 3 measures. The values depend on the
 # number of bins and the image size: the paper's 64 bins on 32 × 32 images are part of the
 # method, not a detail of its implementation.

@@ -1,15 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 03 · Training the variants
 #
@@ -33,65 +21,237 @@ profile = "smoke"  # notebooks/profiles/<profile>.yaml: smoke | cpu | paper
 overrides = {}  # any key of the profile, e.g. {"epochs": 3, "device": "cpu"}
 
 # %%
+import math
+
+import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
 from imlib.io import provenance
-from imlib.labels import soft_cross_entropy
-from imlib.plots import training_curves
+from imlib.data import normalize
+from imlib.degradations import KINDS, random_degrade
+from imlib.labels import soft_cross_entropy, soft_targets, target_entropy
+from imlib.launch import train_runs
+from imlib.nmi import nmi
+from imlib.plots import training_curves, variant_targets
 from imlib.report import provenance_note
 from imlib.results import load_histories, run_provenance
 from imlib.study import load_params
 from imlib.thumbnails import training_batch_grid
-from imlib.train import prepare, train, training_batch
+from imlib.runs import VARIANTS
+from imlib.train import clean_images, prepare, training_batch, variant_smoothing
 
 params = load_params(profile, overrides)
-params.settings()
+
+# %% [markdown]
+# The settings of every run of this study, in full: one column per training protocol (the
+# `reference-code` column lists the values that differ per variant). The other notebooks refer
+# to this table.
+
+# %%
+with pd.option_context("display.max_colwidth", None):
+    display(params.settings())
+
+# %% [markdown]
+# ## The data set
+#
+# What the models learn from, before any training: the classes, what tells them apart, and
+# what training does to every image. First a few training images of each class (at most ten
+# classes, spread evenly over them):
+
+# %%
+from imlib.data import synthetic_cues
+from imlib.nmi_study import training_draws
+from imlib.plots import training_draws_figure
+from imlib.report import training_draws_summary
+from imlib.thumbnails import class_gallery
+
+data = params.load_data()
+class_gallery(data)
+
+# %% [markdown]
+# **What defines a class.** CIFAR-100's classes are what its photographs show. The synthetic
+# set of the smoke profile is generated, and each of its classes is two cues, read here from
+# the generator itself (`imlib.data.synthetic_cues`): a coarse one, a soft edge from
+# `colour_a` to `colour_b` along `edge_direction_deg`, and a fine one, a grating at
+# `grating_orientation_deg` with a period of `grating_period_px` pixels. Every image jitters
+# both, carries a little of another class's cues, and gets random contrast, brightness, pixel
+# noise and a mirror, so neither cue alone separates the classes.
+
+# %%
+if params.training.dataset == "synthetic":
+    display(pd.DataFrame(synthetic_cues(data.num_classes)).set_index("class"))
+
+# %% [markdown]
+# **What training does to every image.** Before a model sees a training image, training crops
+# and flips it (where the protocol says so) and degrades it by a random kind at a random level
+# d ~ U(0, 1); IM then smooths its label by eps = clamp(1 − NMI, 0, max). A sample of IM's
+# training draws, made exactly as training makes its batches (`imlib.nmi_study.training_draws`:
+# each protocol's own crop + flip, kinds, NMI bins and clamp), for each protocol:
+
+# %%
+for protocol in params.protocols:
+    config = params.for_protocol(protocol).train_config("im", params.seeds[0])
+    draws = training_draws(config)
+    display(training_draws_figure(draws, config.im_max_eps, dataset=config.dataset,
+                                  protocol=protocol),
+            Markdown(training_draws_summary(draws, config.im_max_eps)))
+
+# %% [markdown]
+# A clean test image therefore resembles only the share of training draws that keep NMI above
+# 0.9 (the summary above gives it): the models learn mostly from degraded images. Notebook 04
+# comes back to what this does to their confidence on clean images.
 
 # %% [markdown]
 # ## One training step, unrolled
 #
-# Before training anything, one step of the `im` variant by hand, on a real batch. `prepare`
-# builds what a run needs (the data on the device, the model, AdamW, the seeded generator)
-# without writing any file; `training_batch` makes one batch exactly as training does.
+# Before training anything, one step of the `im` variant by hand, on 16 real training images,
+# one stage per cell with the public functions that `imlib.train.training_batch` chains.
+# `prepare` builds what a run needs (the data on the device, the untrained model, AdamW, the
+# seeded generator) without writing any file. We keep the generator's state: replayed from
+# it, `training_batch` must give exactly the tensors built here (checked below).
 
 # %%
 run = prepare(params.train_config("im", params.seeds[0]))
-batch = training_batch(run, torch.arange(16))
-true_mass = batch.targets.gather(1, batch.labels[:, None]).squeeze(1)
-training_batch_grid(batch.clean, batch.degraded, batch.kinds, batch.levels, batch.nmi,
-                    batch.eps, true_mass)
+idx = torch.arange(16)
+labels, num_classes = run.train.y[idx], run.data.num_classes
+start = run.generator.get_state()
+print(f"{len(idx)} training images of {num_classes} classes, on {run.device.type}")
 
 # %% [markdown]
-# Each column is one training image: cropped and flipped (top), then degraded by a random kind
-# at a random level d (bottom). Under each, NMI(clean, degraded), IM's eps = clamp(1 − NMI, 0,
-# 0.9) and the mass the target puts on the true class, 1 − eps. The rest of the target is
-# spread over the other classes:
+# **1 · Crop, flip, degrade.** `clean_images` crops and flips the stored images with the
+# run's generator (when the protocol augments) and scales them to [0, 1]; `random_degrade`
+# draws for each image one kind uniformly and a level d ~ U(0, 1), and applies it.
 
 # %%
-batch.targets[:4].numpy().round(3)
+clean = clean_images(run, idx)
+degraded, kinds, levels = random_degrade(clean, run.generator, run.degradation)
+steps = pd.DataFrame({"class": [run.data.classes[k] for k in labels.tolist()],
+                      "kind": [KINDS[k] for k in kinds.tolist()], "d": levels.tolist()})
+steps.head(8).round(2)
 
 # %% [markdown]
-# The network sees the normalised degraded images (`batch.inputs`) and returns logits; the
-# loss is the cross-entropy against the soft target, per sample:
+# **2 · NMI(clean, degraded)** per image, with the run's number of histogram bins:
 
 # %%
-logits = run.model(batch.inputs)
-losses = soft_cross_entropy(logits, batch.targets, reduction="none")
-losses.detach().numpy().round(3)
+nmi_values = nmi(clean, degraded, bins=run.config.nmi_bins)
+steps["NMI"] = nmi_values.tolist()
+steps.head(8).round(2)
 
 # %% [markdown]
-# A softer target has a higher floor: the lowest cross-entropy a sample can reach is its
-# target's entropy, reached when the predicted distribution equals the target. One optimiser
-# step on the batch's mean loss moves the model towards its targets:
+# **3 · Each variant's eps.** `variant_smoothing` is where a variant's label policy is chosen:
+# 0 for the baseline, LS's fixed eps, IM's clamp(1 − NMI, 0, max eps), the level control's
+# clamp(d, 0, max eps); and how the target spreads it over the other classes.
 
 # %%
-loss = losses.mean()
+smoothing = {variant: variant_smoothing(params.train_config(variant, params.seeds[0]), labels,
+                                        nmi_values, levels) for variant in VARIANTS}
+for variant, (eps, _) in smoothing.items():
+    steps[f"ε {variant}"] = eps.tolist()
+steps.head(8).round(2)
+
+# %% [markdown]
+# **4 · Soft targets** (`soft_targets(labels, K, eps, spread)`), one row of K class
+# probabilities per image and variant. IM's, for the first four images:
+
+# %%
+targets = {variant: soft_targets(labels, num_classes, eps, spread)
+           for variant, (eps, spread) in smoothing.items()}
+pd.DataFrame(targets["im"][:4].cpu().numpy(), columns=run.data.classes).round(3)
+
+# %% [markdown]
+# The images themselves: each column one training image, cropped and flipped (top, with its
+# class), then degraded (bottom, with its kind and level d); under each, its NMI, IM's eps
+# and the mass IM's target puts on the true class.
+
+# %%
+true_mass = targets["im"].gather(1, labels[:, None]).squeeze(1)
+training_batch_grid(clean, degraded, kinds, levels, nmi_values, smoothing["im"][0], true_mass,
+                    labels=labels, class_names=run.data.classes)
+
+# %% [markdown]
+# One image's four targets side by side: the image whose IM eps is nearest 0.5, so that the
+# four differ. Each title gives the target's entropy H(t) = −Σ t log t, the **floor of its
+# loss**: cross-entropy against t is lowest, and equal to H(t), when the prediction is t itself.
+# A one-hot target allows a loss of 0; the softer the target, the higher its floor.
+
+# %%
+example = int((smoothing["im"][0] - 0.5).abs().argmin())
+variant_targets({variant: t[example] for variant, t in targets.items()}, run.data.classes,
+                int(labels[example]), dataset=params.training.dataset, protocol=params.protocol)
+
+# %% [markdown]
+# **5 · Logits.** The network sees the degraded images normalised with the data set's mean
+# and std, and returns one logit per class (the model is in training mode, as in a step):
+
+# %%
+inputs = normalize(degraded, run.data.mean, run.data.std)
+logits = run.model(inputs)
+pd.DataFrame(logits[:4].detach().cpu().numpy(), columns=run.data.classes).round(2)
+
+# %% [markdown]
+# **6 · Softmax** turns them into probabilities. An untrained network's logits are small and
+# close to one another, so every probability sits near 1 / K:
+
+# %%
+probs = torch.softmax(logits, dim=1)
+pd.DataFrame(probs[:4].detach().cpu().numpy(), columns=run.data.classes).round(3)
+
+# %% [markdown]
+# **7 · The loss** of each image, −Σ t log p written out, against the library's
+# `soft_cross_entropy` (asserted equal), beside its floor H(t):
+
+# %%
+losses = -(targets["im"] * probs.log()).sum(dim=1)
+torch.testing.assert_close(losses, soft_cross_entropy(logits, targets["im"], reduction="none"))
+steps["loss"] = losses.tolist()
+steps["H(target)"] = target_entropy(targets["im"]).tolist()
+steps.head(8).round(2)
+
+# %%
+Markdown(f"Why every first loss sits near ln K: with p ≈ 1 / K for every class, −Σ t log p ≈ "
+         f"−Σ t log(1 / K) = ln K Σ t = ln K **whatever the target**, since a target sums to 1. "
+         f"Here the probabilities lie between {probs.min():.3f} and {probs.max():.3f} "
+         f"(1 / K = {1 / num_classes:.3f}), and the losses between {losses.min():.2f} and "
+         f"{losses.max():.2f} nats, around ln K = {math.log(num_classes):.2f}. Training pulls "
+         f"each loss down towards its own floor, H(t): "
+         f"{target_entropy(targets['im']).min():.2f} to "
+         f"{target_entropy(targets['im']).max():.2f} nats for this batch's IM targets.")
+
+# %% [markdown]
+# **The check.** Replayed from the saved generator state, `training_batch` (what training
+# runs) gives the same tensors as the stages above, bit for bit:
+
+# %%
+run.generator.set_state(start)
+batch = training_batch(run, idx)
+same = {"images": torch.equal(batch.clean, clean), "degraded": torch.equal(batch.degraded, degraded),
+        "kinds": torch.equal(batch.kinds, kinds), "levels": torch.equal(batch.levels, levels),
+        "NMI": torch.equal(batch.nmi, nmi_values), "eps": torch.equal(batch.eps, smoothing["im"][0]),
+        "targets": torch.equal(batch.targets, targets["im"]),
+        "inputs": torch.equal(batch.inputs, inputs)}
+assert all(same.values()), same
+print("training_batch gives the same " + ", ".join(same))
+
+# %% [markdown]
+# **One optimiser step** on the batch's mean loss. The loss is measured in evaluation mode, on
+# the same batch, before and after the step: there BatchNorm normalises with its running
+# statistics, the same both times (the training-mode forward above updated them once), so the
+# difference is the step's alone. (A training-mode measurement would use the batch's own
+# statistics and move the running ones again.)
+
+# %%
+run.model.eval()
+with torch.no_grad():
+    before = soft_cross_entropy(run.model(inputs), targets["im"])
 run.optimizer.zero_grad()
-loss.backward()
+losses.mean().backward()
 run.optimizer.step()
-after = soft_cross_entropy(run.model(batch.inputs), batch.targets)
-print(f"mean loss on this batch: {loss.item():.4f} before the step, {after.item():.4f} after")
+with torch.no_grad():
+    after = soft_cross_entropy(run.model(inputs), targets["im"])
+run.model.train()
+print(f"mean loss on this batch (evaluation mode): {before:.4f} before the step, "
+      f"{after:.4f} after")
 
 # %% [markdown]
 # Training repeats this for every batch of every epoch (the engine augments eight batches in
@@ -115,13 +275,17 @@ print(f"mean loss on this batch: {loss.item():.4f} before the step, {after.item(
 #   `level` control), whose targets spread eps over all K classes; the best epoch chosen on the
 #   *test* set. Comparing the two shows how much of the paper's gap comes from the setup.
 #
-# Finished runs are reused as they are (their provenance kept); the line below says which
-# code trained them.
+# The `launcher` parameter says where they train: `inline`, one after another in this kernel
+# (the default); `local`, one process per run on this machine, one GPU each where there are
+# GPUs (`-p launcher local -p jobs 4`); `slurm`, one SLURM job array (the README's Scale-out).
+# As jobs, only the runs that are not complete are submitted, each run's epoch is followed
+# from its history, and a failed job is named with its log. Interrupting this cell leaves the
+# jobs running; running it again re-attaches to them (never two jobs for one run). Finished runs
+# are reused as they are (their provenance kept); the line below says which code trained them.
 
 # %%
-for study_run in params.runs():
-    train(study_run.config)
-Markdown(provenance_note(run_provenance(params.runs()), provenance()["git_commit"]))
+train_runs(params)
+Markdown(provenance_note(run_provenance(params.runs()), provenance()))
 
 # %% [markdown]
 # ## Training curves
@@ -132,14 +296,11 @@ Markdown(provenance_note(run_provenance(params.runs()), provenance()["git_commit
 
 # %%
 history = load_histories(params)
-training_curves(history)
+training_curves(history, dataset=params.training.dataset, protocol=params.protocol)
 
 # %% [markdown]
-# The same under the reference-code protocol, when the profile trains it:
-
-# %%
-if "reference-code" in params.protocols:
-    display(training_curves(load_histories(params.for_protocol("reference-code"))))
+# These are the first protocol's runs; notebook 05 writes the same figure for every protocol
+# of the profile into its figures folder.
 
 # %% [markdown]
 # The mean eps each variant trained with: 0 for the baseline, 0.1 for LS, and for IM the

@@ -1,15 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 04 · Evaluating the variants
 #
@@ -24,6 +12,10 @@
 #    class, and the mean NMI(clean, degraded), over the whole test split and over the images of
 #    one class (apple, class 0, in CIFAR-100: the paper's Figs. 3–5);
 # 3. **reliability**: accuracy per confidence bin, clean and under mosaic at d = 0.5.
+#
+# From the sweeps it also measures what the paper does not: how much of their *class* the
+# degraded images still carry, against the NMI that IM smooths by (pixel information against
+# class information).
 #
 # Every model sees the *same* degraded images: the randomness of each condition (diffusion
 # noise, dropped patches) is seeded by (kind, level). Nothing is trained here. Each training
@@ -45,15 +37,19 @@ from IPython.display import Markdown, display
 
 from imlib.degradations import PAPER_EVAL, TRAIN
 from imlib.evaluate import evaluate_study
-from imlib.explorer import explorer, static_view
+from imlib.explorer import explorer, probe_grid, static_view, what_to_notice
 from imlib.plots import accuracy_vs_level, confidence_vs_nmi, nmi_vs_level, reliability_diagram
-from imlib.report import calibration_estimators, order_effect
+from imlib.nmi_study import training_draws
+from imlib.plots import class_information_vs_nmi
+from imlib.report import (calibration_estimators, claim_figure_reading, class_information,
+                          class_information_summary, order_effect)
 from imlib.results import save_results, table1
-from imlib.study import load_params, project_path
-from imlib.train import load_model
+from imlib.runs import RunFiles, load_model
+from imlib.io import project_path
+from imlib.study import load_params
 
 params = load_params(profile, overrides)
-params.settings()
+print(params.summary())
 
 # %% [markdown]
 # The test split, and the class whose images the paper follows under degradation
@@ -132,7 +128,8 @@ pd.concat({protocol: table1(r.clean, data.num_classes) for protocol, r in result
 # %% [markdown]
 # ### Why the paper script's ECE reads high
 #
-# The paper's script (`compute_ece` in its `evaluate.py`) walks the test set in batches of 100
+# The paper's script (`compute_ece` in its `evaluate.py`, the name before commit 24d6b7c;
+# `scripts/evaluate_models.py` since) walks the test set in batches of 100
 # images and, for every batch and each of its 10 bins that holds any image, records one cell
 # |accuracy − confidence|; the estimate is the **unweighted** mean over all those cells. With
 # 100 images in 10 bins many cells hold one or two images, and a cell with one image has a gap
@@ -173,7 +170,7 @@ Markdown(f"On the calibrated predictions the standard ECE reads {calibrated['ece
 # %%
 all_orders = pd.concat({p: r.sweeps for p, r in results.items()}, names=["protocol", None])
 all_orders = all_orders.reset_index(level=0)
-all_orders.head(8)
+all_orders.head(8).round(3)
 
 # %% [markdown]
 # ### Degrade, then normalise: the evaluation order
@@ -201,13 +198,14 @@ sweeps = all_orders.query("order == 'degrade_first'")
 
 # %% [markdown]
 # **Accuracy on the whole test split** against the level, one panel per kind, one line per
-# variant (mean over seeds), for each protocol. At d = 0 every kind is the identity (up to a
-# blur of σ = 0.01 pixels), so the lines start at Table 1's top-1.
+# variant (mean over seeds). At d = 0 every kind is the identity (up to a blur of σ = 0.01
+# pixels), so the lines start at Table 1's top-1. The figures of this notebook show the
+# profile's first protocol; notebook 05 writes every protocol's files.
 
 # %%
-for protocol, r in results.items():
-    display(Markdown(f"**{protocol} protocol**"),
-            accuracy_vs_level(r.sweeps, num_classes=data.num_classes, class_name=class_name))
+source = dict(dataset=params.training.dataset, protocol=params.protocol)
+shown = results[params.protocol]
+accuracy_vs_level(shown.sweeps, num_classes=data.num_classes, class_name=class_name, **source)
 
 # %% [markdown]
 # **Confidence in the true class (%) under mosaic, on the images of the class** (the numbers
@@ -221,10 +219,12 @@ mosaic = sweeps.query("kind == 'mosaic' and subset == 'class'").pivot_table(
 (100 * mosaic).round(1)
 
 # %% [markdown]
-# What to read in it: IM was trained to give a degraded image exactly the confidence its NMI
-# justifies, so its row should fall with the level as the information goes, while the
-# baseline was trained to stay at 100 % whatever the level. How clearly a run shows this
-# depends on how well it is trained. One number per variant and kind, the confidence (%)
+# What to read in it: IM was trained towards a true-class confidence of 1 − eps(NMI) on each
+# degraded image, so its row should follow the NMI of the mosaic levels (unchanged while the
+# blocks are one pixel, low from d = 0.25 on), while the baseline was trained towards 100 %
+# whatever the level. Whether the NMI is the *right* confidence for these images is another
+# question, which the class-information section below measures. How clearly a run shows any
+# of this depends on how well it is trained. One number per variant and kind, the confidence (%)
 # averaged over the 11 levels (the paper's summary of Fig. 5):
 
 # %%
@@ -238,23 +238,19 @@ mosaic = sweeps.query("kind == 'mosaic' and subset == 'class'").pivot_table(
 # smoothing IM would give such an image, eps = 1 − NMI.
 
 # %%
-nmi_vs_level(sweeps)
+nmi_vs_level(shown.sweeps, shown.eval_settings, dataset=params.training.dataset)
 
 # %% [markdown]
 # ## IM's claim: confidence follows the information left
 #
 # IM trains a degraded image towards confidence 1 − eps in its true class, with eps =
-# clamp(1 − NMI, 0, 0.9): a model that learned its targets reports the information its input
-# kept. Every (kind, level) condition of the sweep is one point per variant: mean NMI of the
-# degraded images against the mean true-class confidence the model gives them. The black line
+# clamp(1 − NMI, 0, 0.9): the paper's claim is that a model that learned these targets reports
+# the information its input kept. Every (kind, level) condition of the sweep is one point per
+# variant: mean NMI of the degraded images against the mean true-class confidence the model gives them. The black line
 # is IM's target; the baseline's target is 100 % everywhere, LS's 1 − eps + eps / K.
 
 # %%
-for protocol, r in results.items():
-    im_config = params.for_protocol(protocol).train_config("im", params.seeds[0])
-    display(Markdown(f"**{protocol} protocol**"),
-            confidence_vs_nmi(r.sweeps, num_classes=data.num_classes,
-                              max_eps=im_config.im_max_eps, spread=im_config.im_spread))
+confidence_vs_nmi(shown.sweeps, shown.eval_settings, num_classes=data.num_classes, **source)
 
 # %% [markdown]
 # What to notice: diffusion noise removes most of the information by d = 0.1 already; mosaic
@@ -263,6 +259,53 @@ for protocol, r in results.items():
 # With the `paper_eval` constants blur stops changing after the first levels: the kernel is
 # capped at 11 pixels, so beyond σ ≈ 3 a larger σ barely changes the (truncated) kernel.
 # The accuracy panels above show the same plateau.
+#
+# **What the figure shows**, read from its numbers. IM's own training draws (made as its
+# training makes them, `imlib.nmi_study.training_draws`) say how often a training image looks
+# nearly clean:
+
+# %%
+draws = training_draws(params.train_config("im", params.seeds[0]))
+Markdown(claim_figure_reading(shown.sweeps, draws, num_classes=data.num_classes,
+                              max_eps=shown.eval_settings.max_eps,
+                              spread=shown.eval_settings.spread))
+
+# %% [markdown]
+# ## Pixel information against class information
+#
+# IM treats NMI, the share of an image's *pixel* information that survived, as the share of
+# its *class* that survived. The sweeps can measure the second directly: for each kind and
+# level, the best accuracy any variant reaches (mean over its seeds), scaled from chance = 0
+# to the best clean accuracy = 1 (`imlib.report.class_information`; clipped to [0, 1]). Where a
+# model still recognises degraded images, their class is still in them, whatever their NMI.
+# Per protocol, NMI and class information, per kind (rows) and level (columns):
+
+# %%
+information = {p: class_information(r.sweeps, data.num_classes) for p, r in results.items()}
+pd.concat({(p, q): t.pivot(index="kind", columns="level", values=q)
+           for p, t in information.items() for q in ("nmi", "class_information")},
+          names=["protocol", "quantity"]).round(2)
+
+# %% [markdown]
+# The same as a figure: each kind's levels as a line, NMI across, class information up. On the
+# diagonal NMI would count class information exactly; IM's target follows the diagonal down to
+# its clamp.
+
+# %%
+class_information_vs_nmi(information[params.protocol], shown.eval_settings, **source)
+
+# %% [markdown]
+# What it shows, in numbers, for each protocol:
+
+# %%
+for protocol, r in results.items():
+    display(Markdown(f"**{protocol} protocol**\n\n" + class_information_summary(
+        information[protocol], r.sweeps, max_eps=r.eval_settings.max_eps,
+        spread=r.eval_settings.spread, num_classes=data.num_classes)))
+
+# %% [markdown]
+# Notebook 05 saves this figure as `class_information_vs_nmi.png`; notebook 06 draws the
+# conclusion.
 #
 # ## Reliability diagrams
 #
@@ -273,42 +316,50 @@ for protocol, r in results.items():
 # the pooled bins.
 
 # %%
-for protocol, r in results.items():
-    display(Markdown(f"**{protocol} protocol**"), reliability_diagram(r.reliability, "clean"))
+reliability_diagram(shown.reliability, "clean", **source)
 
 # %% [markdown]
-# The same under mosaic at d = 0.5 (8 × 8 blocks: a 4 × 4 grid of colours), where much of the
-# image is gone. Compare each variant's bars with its clean diagram: IM's soft targets ask
-# for lower confidence on such images, hard labels for full confidence; whether that leaves a
-# model over- or under-confident depends on how accurate it still is here.
+# The same under mosaic at d = 0.5 (8 × 8 blocks: a 4 × 4 grid of colours), where NMI is low
+# but, the class-information section shows, much of the class may remain. Compare each
+# variant's bars with its clean diagram: IM's soft targets ask for lower confidence on such
+# images, hard labels for full confidence; whether that leaves a model over- or
+# under-confident depends on how accurate it still is here.
 
 # %%
-for protocol, r in results.items():
-    display(Markdown(f"**{protocol} protocol**"),
-            reliability_diagram(r.reliability, "mosaic_0.5"))
+reliability_diagram(shown.reliability, "mosaic_0.5", **source)
 
 # %% [markdown]
 # ## Probe the models yourself
 #
-# The author shipped a slider tool (`evaluate_model_sliders.py`) to look at one image at a
-# time. Here the same idea: pick a test image, a kind, a level d and the number of histogram
-# bins; the explorer shows the degraded image, its NMI, IM's eps and soft target, and what each
-# variant's model (first seed, first protocol) predicts for it. The degradation uses the
-# training constants, as IM's targets do. Run headless (`run_all.sh`), it draws a few settings
-# as a static grid instead of the sliders.
+# The author's `evaluate_model_sliders.py` (deleted from the repository in commit e450d49)
+# has no widgets: it sweeps 5 images over 100 levels and saves the curves as PNG files. Here a
+# reader can ask the same of one image at a time, interactively. Each variant's model (first
+# seed, first protocol) judges one test image of the evaluation class, degraded with the
+# training constants as IM's targets are, with the runs' own NMI bins, eps clamp and spread.
+# First a static grid, which a saved notebook shows even without a kernel: the image under
+# each kind at a low and a high level, the target beside each model's prediction.
 
 # %%
-models = {run.variant: load_model(run.dir / "best.pt", params.training.device)[0]
+models = {run.variant: load_model(RunFiles(run.dir).best, params.training.device)[0]
           for run in params.runs(params.protocol) if run.seed == params.seeds[0]}
-probe_args = dict(images=data.x_test, labels=data.y_test, class_names=data.classes,
-                  models=models, mean=data.mean, std=data.std)
+runs_settings = dict(bins=shown.eval_settings.nmi_bins, max_eps=shown.eval_settings.max_eps,
+                     spread=shown.eval_settings.spread)
 first_of_class = int((data.y_test == params.eval_class).nonzero()[0])
+probes = probe_grid(data.x_test, data.y_test, data.classes, first_of_class, **runs_settings,
+                    models=models, mean=data.mean, std=data.std)
+display(static_view(probes, data.classes, **source),
+        Markdown(what_to_notice(probes, data.classes)))
+
+# %% [markdown]
+# Then the explorer (in a live kernel): pick a class by name and one of its images, a kind, a
+# level d, the histogram bins, IM's clamp and spread and the seed of the noise; it starts on
+# the image above under blur at d = 0.5. Run headless (`run_all.sh`) there is no widget, and
+# the grid above stands for it.
+
+# %%
 if interactive:
-    display(explorer(**probe_args))
-else:
-    display(static_view(**probe_args, settings=[(first_of_class, kind, 0.5, 64)
-                                                for kind in ("diffusion", "blur", "mosaic")]
-                        + [(first_of_class, "mosaic", 0.9, 64)]))
+    display(explorer(data.x_test, data.y_test, data.classes, models, data.mean, data.std,
+                     **runs_settings, index=first_of_class))
 
 # %% [markdown]
 # ## CIFAR-100-C: corruptions the models were not trained on
@@ -330,7 +381,7 @@ else:
 # (about 30 MB at a time instead of 2.3 GB).
 
 # %%
-from imlib.corruptions import corruption_summary, evaluate_corruptions
+from imlib.corruptions import corruption_summary, evaluate_corruptions, save_corruptions
 from imlib.results import summarize
 
 # %%
@@ -343,7 +394,7 @@ print(f"skipped: {skip_reason}" if skip_reason else "CIFAR-100-C: every file is 
 
 # %% [markdown]
 # Every model (protocol, variant, seed) on the 15 × 5 sets: top-1 accuracy, NLL and ECE (15
-# bins) per set, saved as `runs/<profile>/eval/<protocol>/cifar100c.csv`.
+# bins) per set, saved as `runs/<profile>/eval/<protocol>/cifar100c/cifar100c.csv`.
 
 # %%
 if skip_reason is None:
@@ -351,8 +402,7 @@ if skip_reason is None:
                             for p in params.protocols}, names=["protocol", None])
     corruption = corruption.reset_index(level=0)
     for protocol, rows in corruption.groupby("protocol"):
-        rows.drop(columns="protocol").to_csv(
-            params.for_protocol(protocol).eval_dir / "cifar100c.csv", index=False)
+        save_corruptions(rows.drop(columns="protocol"), params.for_protocol(protocol))
 
 # %% [markdown]
 # **One number per variant**: the mean over the 15 corruptions (each weighted equally, over
@@ -389,6 +439,7 @@ if skip_reason is None:
 
 # %% [markdown]
 # Everything above is in `runs/<profile>/eval/<protocol>/`: `clean_metrics.csv`, `sweeps.csv`
-# (both evaluation orders, column `order`), `reliability.csv`, `meta.json`, and
-# `cifar100c.csv` when the CIFAR-100-C section ran. Notebook 05 draws the paper's figures from
+# (both evaluation orders, column `order`), `reliability.csv`, `meta.json` (settings, the
+# checkpoints read, provenance, and each file's size and sha256, so that notebooks 05 and 06 can
+# refuse a cut or stale file), and `cifar100c/` when the CIFAR-100-C section ran. Notebook 05 draws the paper's figures from
 # these files only.

@@ -1,21 +1,10 @@
-# ---
-# jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # 05 · The paper's figures and Table 1
 #
 # This notebook computes nothing: it reads the result files written by notebooks 03
-# (training histories) and 04 (clean metrics, sweeps, reliability tables) and draws the
-# paper's items from them, each saved under the paper's name into
+# (training histories) and 04 (clean metrics, sweeps, reliability tables), and the test images
+# for the strip of Fig. 3, and draws the paper's items from them, each saved under the paper's
+# name into
 # `paper_figures/<profile>/<protocol>/`:
 #
 # | file | the paper's item |
@@ -27,6 +16,7 @@
 # | `fig5_confidence_per_kind_<class>.png` | Fig. 5, confidence vs level for each degradation |
 # | `table1.md`, `table1.csv` | Table 1, general metrics on the clean test set |
 # | `reliability_clean.png`, `reliability_mosaic_0.5.png` | (ours) reliability diagrams |
+# | `class_information_vs_nmi.png` | (ours) pixel information (NMI) against class information |
 #
 # Beside each figure we say how it compares with the paper's. **On the smoke profile** (the
 # default) the numbers come from a tiny synthetic run (10 classes of generated images, a small
@@ -39,21 +29,21 @@ profile = "smoke"  # notebooks/profiles/<profile>.yaml: smoke | cpu | paper
 overrides = {}  # any key of the profile, e.g. {"epochs": 3, "device": "cpu"}
 
 # %%
-import json
-
 import pandas as pd
-from IPython.display import Markdown, display
 
 from imlib.plots import (clean_metrics_bars, confidence_heatmap, confidence_kinds_overlaid,
                          confidence_per_kind, confidence_vs_level, confidence_vs_nmi,
                          reliability_diagram, training_curves)
-from imlib.results import load_histories, load_results, table1, write_table1
+from imlib.results import load_histories, load_results, write_record, write_table1
 from imlib.paper import PAPER_TABLE1
-from imlib.study import load_params, project_path
+from imlib.plots import class_information_vs_nmi
+from imlib.report import class_information
+from imlib.io import project_path
+from imlib.study import load_params
 from imlib.style import show_and_save
 
 params = load_params(profile, overrides)
-params.settings()
+print(params.summary())
 
 # %% [markdown]
 # The saved results of every training protocol of the profile (`paper`: the paper's text;
@@ -84,20 +74,23 @@ print(f"{settings['dataset']}, {settings['n_test']} test images, class {class_na
 # where they were computed, with which code.
 
 # %%
-meta = {p: json.loads((s.eval_dir / "meta.json").read_text()) for p, s in studies.items()}
-pd.DataFrame({p: m["provenance"] for p, m in meta.items()})
+pd.DataFrame({p: r.provenance for p, r in results.items()})
 
 # %% [markdown]
+# Each figure below is written for every protocol of the profile, into that protocol's folder,
+# and shown for the first one, `params.protocol`; a figure that notebook 03 or 04 already
+# showed is written without being shown again.
+#
 # ## Fig. 1 · Training curves
 #
-# Loss and top-1 accuracy per epoch (thick: mean over seeds, thin: each seed), one column per
-# split: the degraded training batches (each variant against its own targets), the clean test
-# set (the paper's "validation" curves) and, when the runs held one out, the clean holdout split.
+# Loss and top-1 accuracy per epoch, one column per split: the degraded training batches, the
+# clean test set (the paper's "validation" curves) and, when the runs held one out, the clean
+# holdout split. Notebook 03 shows it; here it is only written.
 
 # %%
 for protocol, study in studies.items():
-    fig = training_curves(histories[protocol])
-    written.append(show_and_save(fig, study.figures / "fig1_training_curves.png", f"{protocol} protocol"))
+    fig = training_curves(histories[protocol], dataset=settings["dataset"], protocol=protocol)
+    written.append(show_and_save(fig, study.figures / "fig1_training_curves.png", show=False))
 
 # %% [markdown]
 # The paper's Fig. 1 (100 epochs of ResNet-18 on CIFAR-100; its "validation" curves are the
@@ -109,18 +102,19 @@ for protocol, study in studies.items():
 #
 # ## Table 1 · General metrics on the clean test set
 #
-# The paper's Table 1, as printed (one run per variant; its ECE column is the estimator of its
-# evaluation script, the `ECE (paper script)` column below, not the standard ECE; notebook 04
-# explains the difference):
+# The paper's Table 1, as printed: CIFAR-100, one run per variant; its ECE column is the
+# estimator of its evaluation script, the `ECE (paper script)` column of ours, not the standard
+# ECE (notebook 04 explains the difference). Figures draw these numbers only on CIFAR-100
+# profiles; elsewhere this table is the only place they appear.
 
 # %%
 pd.DataFrame(PAPER_TABLE1).T.rename_axis("paper")
 
 # %% [markdown]
-# Ours, mean ± sd over seeds (the value alone with one seed), per protocol; each protocol's
-# table is written into its folder as `table1.csv` (numbers: a mean and an sd column per
-# metric, accuracies in %) and `table1.md` (the formatted view, captioned with how the best
-# epoch was chosen: on the test set under `reference-code`, as the paper did):
+# Ours is shown in notebook 04 (every protocol, mean ± sd over seeds). Each protocol's table
+# is written into its folder as `table1.csv` (numbers: a mean and an sd column per metric,
+# accuracies in %) and `table1.md` (the formatted view, captioned with how the best epoch was
+# chosen: on the test set under `reference-code`, as the paper did):
 
 # %%
 chosen_on = {"test": "the test set, as the paper did", "holdout": "the holdout split",
@@ -130,7 +124,7 @@ for protocol, study in studies.items():
     caption = f"Table 1, {protocol} protocol; best epoch chosen on {chosen_on[selection]}."
     written += write_table1(results[protocol].clean, study.figures, caption,
                             num_classes=params.num_classes)
-    display(Markdown(f"**{protocol} protocol**"), table1(results[protocol].clean, params.num_classes))
+print(*(project_path(path) for path in written if path.name.startswith("table1")), sep="\n")
 
 # %% [markdown]
 # Compare like for like: top-1, top-5 and CE loss with the paper's columns of the same name,
@@ -146,65 +140,80 @@ for protocol, study in studies.items():
 
 # %%
 for protocol, study in studies.items():
-    fig = clean_metrics_bars(results[protocol].clean, num_classes=params.num_classes)
-    written.append(show_and_save(fig, study.figures / "fig2_clean_metrics.png", f"{protocol} protocol"))
+    fig = clean_metrics_bars(results[protocol].clean, num_classes=params.num_classes,
+                             dataset=settings["dataset"], protocol=protocol)
+    written.append(show_and_save(fig, study.figures / "fig2_clean_metrics.png",
+                                 show=protocol == params.protocol))
 
 # %% [markdown]
 # The paper's Fig. 2 draws the four numbers of its Table 1 per variant (IM 63.24 / 85.14 /
-# 1.57 / 0.14, LS 55.94 / 82.07 / 1.71 / 0.11, baseline 55.43 / 82.35 / 1.83 / 0.17), marked
-# in black on ours. Ours adds error bars when the profile trains several seeds, and its ECE
-# panel uses the paper script's
-# estimator so that the marks compare like for like (the standard ECE is in Table 1 above).
+# 1.57 / 0.14, LS 55.94 / 82.07 / 1.71 / 0.11, baseline 55.43 / 82.35 / 1.83 / 0.17). On a
+# CIFAR-100 profile they are marked in black on ours (on another data set they would compare
+# nothing: the table above holds them). Ours adds error bars when the profile trains several
+# seeds, and its ECE panel uses the paper script's estimator so that the marks compare like
+# for like (the standard ECE is in Table 1, notebook 04).
 #
 # ## Fig. 3 · Confidence vs mosaic level, one class
 #
-# The mean probability each variant gives to the true class of the test images of class
-# `class_name` (apple in CIFAR-100), mosaic at d = 0, 0.1, …, 1 (thin lines: each seed, when
-# there are several); above it, as in the paper, the class's first five test images one by one.
+# The paper's composite: on top, the class's first five test images one by one (mosaic at
+# d = 0, 0.1, …, 1); below, their mean with a band of ± 1 sd over the five, beside the mean
+# over every test image of class `class_name` (apple in CIFAR-100; thin lines: each seed, when
+# there are several); at the bottom, the first image itself at a few levels (the test images
+# are read for this strip only).
 
 # %%
+test_images = params.load_data().x_test
 for protocol, study in studies.items():
     fig = confidence_vs_level(sweeps[protocol], "mosaic", "class", class_name=class_name,
-                              num_classes=params.num_classes)
-    written.append(show_and_save(fig, study.figures / f"fig3_confidence_mosaic_{class_name}.png", f"{protocol} protocol"))
+                              num_classes=params.num_classes, dataset=settings["dataset"],
+                              protocol=protocol, test_images=test_images,
+                              degradation=results[protocol].eval_settings.degradation)
+    written.append(show_and_save(fig, study.figures / f"fig3_confidence_mosaic_{class_name}.png",
+                                 show=protocol == params.protocol))
 
 # %% [markdown]
-# The paper's Fig. 3 follows five apple images the same way, at finer steps of d (100 levels
-# of its slider script), with a ± sd band over images around the mean. All its curves are flat below d = 0.25,
+# The paper's Fig. 3 follows five apple images the same way, at finer steps of d (the 100
+# levels of the author's `evaluate_model_sliders.py`), with a ± sd band over images around the mean. All its curves are flat below d = 0.25,
 # where mosaic changes nothing on a 32 × 32 image (blocks of one pixel), as ours must be.
 # There IM starts highest (about 0.47, baseline 0.37, LS 0.28); from d = 0.25 on, IM's
 # confidence drops to the lowest of the three (about 0.15, then falling towards 0) while the
-# baseline's stays highest: IM lowers its confidence as the information goes, which is what
-# its targets ask for.
+# baseline's stays highest: IM lowers its confidence as the NMI falls, which is what its
+# targets ask for.
 #
 # The same on the whole test split, which averages over every class (not saved: the paper
 # shows only the class):
 
 # %%
 confidence_vs_level(sweeps[params.protocol], "mosaic", "all", class_name=class_name,
-                    num_classes=params.num_classes)
+                    num_classes=params.num_classes, dataset=settings["dataset"],
+                    protocol=params.protocol)
 
 # %% [markdown]
 # ## Fig. 4 · Heatmap: variant × mosaic level, one class
 
 # %%
 for protocol, study in studies.items():
-    fig = confidence_heatmap(sweeps[protocol], "mosaic", "class", class_name=class_name)
-    written.append(show_and_save(fig, study.figures / f"fig4_heatmap_mosaic_{class_name}.png", f"{protocol} protocol"))
+    fig = confidence_heatmap(sweeps[protocol], "mosaic", "class", class_name=class_name,
+                             dataset=settings["dataset"], protocol=protocol)
+    written.append(show_and_save(fig, study.figures / f"fig4_heatmap_mosaic_{class_name}.png",
+                                 show=protocol == params.protocol))
 
 # %% [markdown]
 # The paper's Fig. 4 draws one heatmap per model with one row per *image* (five apple images)
 # and fine steps of d; ours averages over the images of the class and the seeds, one row per
 # variant, with the values written in. Both read the same way: a row that stays bright to the
-# right is a model that stays confident on images whose content is gone.
+# right is a model that stays confident on strongly mosaicked images (whether their class is
+# still recognisable there, notebook 04's class-information section measures).
 #
 # ## Fig. 5 · Confidence vs level for each degradation, one class
 
 # %%
 for protocol, study in studies.items():
     fig = confidence_per_kind(sweeps[protocol], "class", class_name=class_name,
-                              num_classes=params.num_classes)
-    written.append(show_and_save(fig, study.figures / f"fig5_confidence_per_kind_{class_name}.png", f"{protocol} protocol"))
+                              num_classes=params.num_classes, dataset=settings["dataset"],
+                              protocol=protocol)
+    written.append(show_and_save(fig, study.figures / f"fig5_confidence_per_kind_{class_name}.png",
+                                 show=protocol == params.protocol))
 
 # %% [markdown]
 # The paper's Fig. 5 shows the IM model only, one line per kind: from about 0.73 at d = 0
@@ -219,44 +228,66 @@ for protocol, study in studies.items():
 # %%
 for protocol, study in studies.items():
     fig = confidence_kinds_overlaid(sweeps[protocol], "im", "class", class_name=class_name,
-                                    num_classes=params.num_classes)
-    written.append(show_and_save(fig, study.figures / f"fig5_im_kinds_{class_name}.png", f"{protocol} protocol"))
+                                    num_classes=params.num_classes, dataset=settings["dataset"],
+                                    protocol=protocol)
+    written.append(show_and_save(fig, study.figures / f"fig5_im_kinds_{class_name}.png",
+                                 show=protocol == params.protocol))
 
 # %% [markdown]
 # ## IM's claim: confidence against the information left (not in the paper)
 #
 # The figure the paper's argument asks for: every (kind, level) condition as one point per
 # variant, mean NMI(clean, degraded) against the mean true-class confidence on the whole test
-# split, with IM's target 1 − eps(NMI) drawn in. A model that learned IM's targets sits on the
-# line; a model trained on hard labels sits above it wherever the degradation left little.
+# split, with IM's target 1 − eps(NMI) drawn in. Notebook 04 shows and reads it; here it is
+# only written.
 
 # %%
 for protocol, study in studies.items():
-    im_config = study.train_config("im", params.seeds[0])
-    fig = confidence_vs_nmi(sweeps[protocol], num_classes=params.num_classes,
-                            max_eps=im_config.im_max_eps, spread=im_config.im_spread)
-    written.append(show_and_save(fig, study.figures / "confidence_vs_nmi.png", f"{protocol} protocol"))
+    fig = confidence_vs_nmi(sweeps[protocol], results[protocol].eval_settings,
+                            num_classes=params.num_classes, dataset=settings["dataset"],
+                            protocol=protocol)
+    written.append(show_and_save(fig, study.figures / "confidence_vs_nmi.png", show=False))
+
+# %% [markdown]
+# ## Pixel information against class information (not in the paper)
+#
+# Per kind and level, the mean NMI of the degraded test images against the class information
+# they still carry (the best accuracy any variant reaches, chance = 0, clean = 1; notebook 04
+# measures it and notebook 06 concludes from it), with the diagonal and IM's target.
+
+# %%
+for protocol, study in studies.items():
+    information = class_information(results[protocol].sweeps, params.num_classes)
+    fig = class_information_vs_nmi(information, results[protocol].eval_settings,
+                                   dataset=settings["dataset"], protocol=protocol)
+    written.append(show_and_save(fig, study.figures / "class_information_vs_nmi.png",
+                                 show=False))
 
 # %% [markdown]
 # ## Reliability diagrams (not in the paper)
 #
-# Accuracy per top-1 confidence bin, clean and under mosaic at d = 0.5, seeds pooled. The
-# paper reports calibration only as one ECE number per model; these show where the
-# miscalibration lies (bars below the diagonal: over-confident).
+# Accuracy per top-1 confidence bin, clean and under mosaic at d = 0.5, seeds pooled: shown
+# and read in notebook 04, written here.
 
 # %%
 for protocol, study in studies.items():
     for condition in ("clean", "mosaic_0.5"):
-        fig = reliability_diagram(results[protocol].reliability, condition)
+        fig = reliability_diagram(results[protocol].reliability, condition,
+                                  dataset=settings["dataset"], protocol=protocol)
         written.append(show_and_save(fig, study.figures / f"reliability_{condition}.png",
-                                     f"{protocol} protocol, {condition}"))
+                                     show=False))
 
 # %% [markdown]
 # ## Files written
 #
-# Everything this notebook wrote, one folder per protocol. Rerunning it overwrites them;
-# nothing else is written.
+# Everything this notebook wrote, one folder per protocol, each file replaced whole. Last, each
+# folder gets a `meta.json` with the evaluation's settings and every file's size and sha256: a
+# run killed before it leaves the previous record, which no longer matches. Rerunning the
+# notebook overwrites them; nothing else is written.
 
 # %%
+for protocol, study in studies.items():
+    write_record(study.figures, [p.name for p in written if p.parent == study.figures],
+                 settings=results[protocol].settings)
 for path in written:
     print(project_path(path))

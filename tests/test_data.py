@@ -31,6 +31,7 @@ from imlib.data import (
     load_dataset,
     normalize,
     synthetic,
+    synthetic_cues,
 )
 from imlib.degradations import degrade
 
@@ -219,6 +220,34 @@ def test_synthetic_is_deterministic_per_seed(small: ImageData) -> None:
     assert torch.equal(again.x_train, small.x_train) and torch.equal(again.x_test, small.x_test)
     other = synthetic(60, num_classes=10, seed=1)
     assert (other.x_train != small.x_train).float().mean() > 0.5
+
+
+def test_synthetic_cues_are_what_the_images_show(small: ImageData) -> None:
+    """Each class's images carry its listed cues: their mean colour is nearest the blend of the
+    class's two edge colours, and their strongest fine frequency (the FFT peak away from the
+    coarse edge) has the class's grating period and orientation (or its mirror image)."""
+    cues = synthetic_cues(10)
+    assert cues["class"] == list(small.classes)
+    blend = torch.tensor([[(int(a[i:i + 2], 16) + int(b[i:i + 2], 16)) / 510 for i in (1, 3, 5)]
+                          for a, b in zip(cues["colour_a"], cues["colour_b"], strict=True)])
+    x = small.x_train.float() / 255
+    means = torch.stack([x[small.y_train == c].mean(dim=(0, 2, 3)) for c in range(10)])
+    assert torch.cdist(means, blend).argmin(1).tolist() == list(range(10))
+    grey = x.mean(1) - x.mean(dim=(1, 2, 3))[:, None, None]
+    freq = torch.fft.fftfreq(32) * 32  # cycles per image
+    fy, fx = torch.meshgrid(freq, freq, indexing="ij")
+    spectrum = torch.fft.fft2(grey).abs().flatten(1)
+    spectrum[:, (fx.hypot(fy) < 5).flatten()] = 0  # the edge's low frequencies
+    peak = spectrum.argmax(1)
+    angle = torch.rad2deg(torch.atan2(fy.flatten()[peak], fx.flatten()[peak])) % 180
+    period = 32 / fx.hypot(fy).flatten()[peak]
+    for c in range(10):
+        mine = small.y_train == c
+        theta = cues["grating_orientation_deg"][c]
+        off = torch.stack([(angle[mine] - t).abs() % 180 for t in (theta, 180 - theta)])
+        off = torch.minimum(off, 180 - off).amin(0)  # the mirror flips the orientation
+        assert (off < 15).float().mean() > 0.8, c
+        assert period[mine].median() == pytest.approx(cues["grating_period_px"][c], rel=0.05)
 
 
 def _nearest_class_mean(

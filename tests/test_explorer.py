@@ -7,6 +7,8 @@ softmax on the degraded image normalised by hand.
 
 from __future__ import annotations
 
+import inspect
+
 import ipywidgets
 import numpy as np
 import pytest
@@ -16,11 +18,14 @@ from sklearn.metrics import normalized_mutual_info_score
 
 import imlib.explorer
 from imlib.degradations import KINDS, degrade
-from imlib.explorer import Probe, explorer, probe, probe_figure, static_view
+from imlib.explorer import (DESCRIPTION_WIDTH, Probe, explorer, probe, probe_figure, probe_grid,
+                            static_view, what_to_notice)
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 K = 5
 CLASSES = tuple(f"class {k}" for k in range(K))
+RUN = dict(bins=64, max_eps=0.9, spread="others")  # a run's settings, passed as a notebook does
+READOUT = 80  # the most a slider's value readout takes (ipywidgets 8)
 
 
 def nmi_sklearn(x: torch.Tensor, y: torch.Tensor, bins: int) -> float:
@@ -51,8 +56,8 @@ def image(photographs) -> torch.Tensor:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("level", "bins"), [(0.3, 64), (0.7, 16)])
 def test_probe_matches_references(image, models, kind, level, bins):
-    result = probe(image, kind, level, bins, models=models, mean=MEAN, std=STD, label=2,
-                   num_classes=K, max_eps=0.9, seed=3)
+    result = probe(image, kind, level, bins=bins, max_eps=0.9, spread="others", models=models,
+                   mean=MEAN, std=STD, label=2, num_classes=K, seed=3)
 
     expected = degrade(image[None], kind, level, torch.Generator().manual_seed(3))[0]
     assert torch.equal(result.degraded, expected)
@@ -72,19 +77,21 @@ def test_probe_matches_references(image, models, kind, level, bins):
 
 def test_probe_spread_all_cap_and_clean(image):
     # Mosaic at d = 1 keeps one colour per channel: NMI 0, so eps hits the cap.
-    capped = probe(image, "mosaic", 1.0, label=0, num_classes=K, max_eps=0.6, spread="all")
+    capped = probe(image, "mosaic", 1.0, bins=64, max_eps=0.6, spread="all", label=0,
+                   num_classes=K)
     assert capped.nmi == 0 and capped.eps == pytest.approx(0.6)
     torch.testing.assert_close(capped.target, torch.tensor([0.4 + 0.6 / K] + [0.6 / K] * 4))
     # Level 0 leaves the image as it is: NMI 1, no smoothing, a one-hot target.
-    clean = probe((image * 255).round().to(torch.uint8), "blur", 0.0, label=4, num_classes=K)
+    clean = probe((image * 255).round().to(torch.uint8), "blur", 0.0, **RUN, label=4,
+                  num_classes=K)
     assert clean.nmi == pytest.approx(1.0) and clean.eps == pytest.approx(0.0)
     torch.testing.assert_close(clean.target, torch.eye(K)[4])
     assert clean.predictions == {}
 
 
 def test_probe_is_reproducible_per_seed(image):
-    first, again = (probe(image, "diffusion", 0.4, seed=1) for _ in range(2))
-    other = probe(image, "diffusion", 0.4, seed=2)
+    first, again = (probe(image, "diffusion", 0.4, **RUN, seed=1) for _ in range(2))
+    other = probe(image, "diffusion", 0.4, **RUN, seed=2)
     assert torch.equal(first.degraded, again.degraded) and first.nmi == again.nmi
     assert not torch.equal(first.degraded, other.degraded)
     assert first.target is None
@@ -103,56 +110,126 @@ def test_probe_is_reproducible_per_seed(image):
     (dict(spread="some"), "spread must be one of"),
 ])
 def test_probe_refuses_bad_arguments(image, change, message):
-    arguments = dict(image=image, kind="blur", level=0.5, bins=64) | change
+    arguments = dict(image=image, kind="blur", level=0.5, **RUN) | change
     with pytest.raises(ValueError, match=message):
         probe(**arguments)
 
 
+def test_the_runs_settings_have_no_default():
+    for name in ("bins", "max_eps", "spread"):
+        for function in (probe, probe_grid, explorer):
+            parameter = inspect.signature(function).parameters[name]
+            assert parameter.default is inspect.Parameter.empty, (function.__name__, name)
+
+
 def _split(photographs):
     images = (photographs((32, 32)) * 255).round().to(torch.uint8)
-    return images, torch.tensor([0, 3, 1])
+    return images, torch.tensor([0, 3, 0])
 
 
-def test_static_view_has_three_panels_per_setting(photographs, models):
+def test_probe_grid_covers_every_kind_at_a_low_and_a_high_level(photographs, models):
     images, labels = _split(photographs)
-    settings = [(0, "blur", 0.2, 64), (2, "dropout", 0.5, 32)]
-    fig = static_view(images, labels, CLASSES, models, MEAN, STD, settings=settings)
-    assert isinstance(fig, Figure) and len(fig.axes) == 3 * len(settings)
-    assert "NMI" in fig.axes[4].get_title()  # the second row's degraded image
+    probes = probe_grid(images, labels, CLASSES, 1, **RUN, models=models, mean=MEAN, std=STD)
+    assert [(p.kind, p.level) for p in probes] == [(k, d) for k in KINDS for d in (0.2, 0.8)]
+    for p in probes:  # each is the probe of that setting, on image 1 and its label
+        alone = probe(images[1], p.kind, p.level, **RUN, models=models, mean=MEAN, std=STD,
+                      label=3, num_classes=K)
+        assert p.label == 3 and p.nmi == alone.nmi and torch.equal(p.degraded, alone.degraded)
+
+    fig = static_view(probes, CLASSES, dataset="cifar100", protocol="paper")
+    assert isinstance(fig, Figure) and fig.get_suptitle().endswith("CIFAR-100, paper protocol")
+    assert len(fig.axes) == len(KINDS) * (1 + 2 * 2)  # clean, then image and bars per level
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles.count("Clean: class 3") == len(KINDS)
+    blur_high = probes[KINDS.index("blur") * 2 + 1]
+    assert f"NMI {blur_high.nmi:.2f}" in titles[KINDS.index("blur") * 5 + 3]
+    assert [ax.get_legend() for ax in fig.axes] == [None] * len(fig.axes)  # outside the data
+    assert fig.legends
+
+    text = what_to_notice(probes, CLASSES)
+    assert "**class 3**" in text
+    for kind in KINDS:  # each kind's NMI and IM's target, from its low to its high level
+        low, high = probes[KINDS.index(kind) * 2], probes[KINDS.index(kind) * 2 + 1]
+        assert (f"NMI {low.nmi:.2f} → {high.nmi:.2f}, so IM's target "
+                f"{100 * float(low.target[3]):.0f} % → {100 * float(high.target[3]):.0f} %"
+                in text)
+    gaps = {name: np.mean([abs(100 * float(p.predictions[name][3] - p.target[3]))
+                           for p in probes]) for name in models}
+    closest = min(gaps, key=gaps.get)
+    assert f"{ {'baseline': 'Baseline', 'im': 'IM'}[closest]} {gaps[closest]:.0f}" in text
     with pytest.raises(ValueError, match="image index"):
-        static_view(images, labels, CLASSES, settings=[(3, "blur", 0.2, 64)])
-    with pytest.raises(ValueError, match="settings"):
-        static_view(images, labels, CLASSES, settings=[(0, "blur")])
+        probe_grid(images, labels, CLASSES, 3, **RUN)
+    with pytest.raises(ValueError, match="probes must cover"):
+        static_view(probes[:3], CLASSES, dataset="cifar100", protocol="paper")
 
 
 def test_probe_figure_shows_top_k_of_many_classes(image, models):
     many = tuple(f"c{k}" for k in range(20))
     wide = {"im": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 20))}
-    result = probe(image, "mosaic", 0.3, models=wide, mean=MEAN, std=STD, label=7,
+    result = probe(image, "mosaic", 0.3, **RUN, models=wide, mean=MEAN, std=STD, label=7,
                    num_classes=20)
     fig = probe_figure(result, many)
     ticks = [t.get_text() for t in fig.axes[2].get_xticklabels()]
     top = set(result.predictions["im"].topk(5).indices.tolist()) | {7}
     assert "c7" in ticks and sorted(ticks) == sorted(f"c{k}" for k in top)
-    no_target = probe(image, "blur", 0.3)
+    assert fig.axes[2].get_ylim() == pytest.approx((-2, 102))  # a fixed 0-100 % axis
+    assert fig.axes[2].get_legend() is None and fig.legends
+    no_target = probe(image, "blur", 0.3, **RUN)
     assert isinstance(no_target, Probe) and len(probe_figure(no_target, many).axes) == 2
 
 
-def test_explorer_builds_widgets_without_a_frontend(photographs, models, monkeypatch):
+def _controls(box: ipywidgets.VBox) -> dict:
+    rows, output = box.children[:-1], box.children[-1]
+    assert isinstance(output, ipywidgets.Output)
+    return {c.description: c for row in rows for c in row.children}
+
+
+def test_explorer_lays_out_named_controls_starting_on_the_given_case(photographs, models,
+                                                                      monkeypatch):
     drawn = []
     monkeypatch.setattr(imlib.explorer, "probe_figure", lambda result, names: drawn.append(result))
     images, labels = _split(photographs)
-    box = explorer(images, labels, CLASSES, models, MEAN, STD)
+    box = explorer(images, labels, CLASSES, models, MEAN, STD, bins=32, max_eps=0.8,
+                   spread="all", index=2)
     assert isinstance(box, ipywidgets.VBox)
-    controls = {c.description: c for c in box.children[0].children}
-    assert set(controls) == {"image", "kind", "level d", "bins"}
-    assert controls["image"].max == len(images) - 1
-    controls["image"].value = 1
+    controls = _controls(box)
+    assert set(controls) == {"class", "image of class", "kind", "level d", "IM spread",
+                             "NMI bins", "noise seed", "IM clamp max ε"}
+    # The class is chosen by name; image 2 is the second image of class 0.
+    assert controls["class"].options == (("class 0", 0), ("class 3", 3))
+    assert (controls["class"].value, controls["image of class"].value) == (0, 1)
+    # The informative start: blur at a middle level, with the run's settings.
+    assert (controls["kind"].value, controls["level d"].value) == ("blur", 0.5)
+    assert (controls["NMI bins"].value, controls["IM clamp max ε"].value,
+            controls["IM spread"].value) == (32, 0.8, "all")
+    first = drawn[-1]
+    assert (first.kind, first.level, first.bins, first.label) == ("blur", 0.5, 32, 0)
+    assert torch.equal(first.image, images[2].float() / 255)
+    # Each slider keeps at least 300 px of track beside its description and readout, and no
+    # row holds more than one: every slider is long enough to aim with at a 1280 px window.
+    for row in box.children[:-1]:
+        sliders = [c for c in row.children
+                   if isinstance(c, (ipywidgets.IntSlider, ipywidgets.FloatSlider))]
+        assert len(sliders) <= 1
+        widths = [int(c.layout.width.removesuffix("px")) for c in row.children]
+        assert sum(widths) <= 1280 - 300  # the side bar and margins of JupyterLab
+        for slider in sliders:
+            description = int(slider.style.description_width.removesuffix("px"))
+            assert description == DESCRIPTION_WIDTH
+            assert widths[row.children.index(slider)] - description - READOUT >= 300
+
+    controls["class"].value = 3  # another class starts on its first image
+    assert controls["image of class"].max == 0 and drawn[-1].label == 3
+    assert torch.equal(drawn[-1].image, images[1].float() / 255)
     controls["kind"].value = "mosaic"
-    controls["bins"].value = 16
-    last = drawn[-1]  # every change redraws the probe of the sliders' current setting
-    assert (last.kind, last.level, last.bins, last.label) == ("mosaic", 0.5, 16, int(labels[1]))
-    assert torch.equal(last.image, images[1].float() / 255)
+    controls["IM clamp max ε"].value = 0.5
+    controls["IM spread"].value = "others"
+    controls["noise seed"].value = 7
+    last = drawn[-1]  # every change redraws the probe of the controls' current setting
+    expected = probe(images[1], "mosaic", 0.5, bins=32, max_eps=0.5, spread="others", seed=7,
+                     label=3, num_classes=K)
+    assert (last.kind, last.eps) == ("mosaic", expected.eps)
+    torch.testing.assert_close(last.target, expected.target)
     assert set(last.predictions) == set(models)
     with pytest.raises(ValueError, match="labels must have length 3"):
-        explorer(images, labels[:2], CLASSES)
+        explorer(images, labels[:2], CLASSES, **RUN)
