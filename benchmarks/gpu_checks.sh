@@ -10,12 +10,12 @@
 # autotune (not by default: `--compile max-autotune` compiles for many minutes). `deps` alone
 # only checks (and installs) the packages; it needs no GPU.
 # deps: the packages the selected parts import. Many GPU nodes have torch but not the notebook
-# stack (papermill, jupytext, ipykernel, nbclient, ipywidgets, pyyaml); whatever is missing is
-# installed from the wheels in $WHEELS (no network: pip --no-index) into $DEPS (default
+# stack (papermill, jupytext, ipykernel, nbclient, ipywidgets, pyyaml) or submitit; whatever is
+# missing is installed from the wheels in $WHEELS (no network: pip --no-index) into $DEPS (default
 # ${TMPDIR:-/tmp}/imlib_gpu_deps), which goes first on PYTHONPATH. Fill the folder on a machine
 # with internet (same OS, architecture and Python minor version as the GPU node):
 #   pip download --only-binary=:all: --python-version 3.12 -d wheels \
-#       papermill jupytext ipykernel nbclient ipywidgets
+#       papermill jupytext ipykernel nbclient ipywidgets submitit
 # Other settings: PYTHON (default python3), BUDGET_S (default 480: a part that would start with
 # under 20 s left is skipped, a running one is stopped at the budget), STUDY_ARGS (default
 # "--epochs 3 --seeds 1", see bench_study.py --help), OUT (when set: the whole log,
@@ -35,7 +35,7 @@ fi
 date -u
 
 # --- deps: what the selected parts import, installed from $WHEELS when missing ---------------
-modules=(torch torchvision numpy pandas matplotlib seaborn sklearn skimage yaml tqdm)
+modules=(torch torchvision numpy pandas matplotlib seaborn sklearn skimage yaml tqdm submitit)
 { want deps || want tests; } && modules+=(pytest torchmetrics)
 { want deps || want study; } && modules+=(papermill jupytext ipykernel nbclient ipywidgets)
 missing() {  # the import names among "$@" that $PY cannot find

@@ -1,0 +1,234 @@
+"""imlib.launch: the study's runs as local jobs (submitit's local executor, on the CPU) equal
+inline training bit for bit, resume after a kill, are never submitted twice and fail by name;
+the SLURM path is checked on what it hands submitit (the executor mocked: no cluster here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import submitit
+import torch
+
+from imlib import launch
+from imlib.io import exclusive_lock, read_jsonl
+from imlib.runs import TrainConfig
+from imlib.study import StudyParams, load_params
+from imlib.train import train
+
+# Small enough for seconds per run on two cores (as tests/test_train.py's TINY).
+TINY = TrainConfig(dataset="synthetic", synthetic_per_class=60, synthetic_classes=4,
+                   synthetic_test_per_class=10, model="small_cnn", epochs=2, batch_size=64,
+                   device="cpu", holdout_fraction=0.2)
+
+
+def study(tmp_path: Path, variants=("baseline", "im"), **fields) -> StudyParams:
+    """A one-protocol, one-seed study of tiny runs in ``tmp_path``, trained as local jobs."""
+    values = dict(profile="smoke", training=TINY, variants=variants, seeds=(0,),
+                  runs_dir=str(tmp_path / "runs"), figures_dir=str(tmp_path / "figures"),
+                  launcher="local", jobs=2)
+    return StudyParams(**{**values, **fields})
+
+
+def state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=False)["model"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    sa, sb = state(a), state(b)
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def without_time(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+
+def job_of(run) -> dict:
+    return json.loads((run.dir / "job.json").read_text())
+
+
+def wait_for(condition, what: str, limit_s: float = 300.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` if it never does."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.02)
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"launcher": "pbs"}, "launcher must be one of"),
+    ({"launcher": "local", "jobs": 0}, "jobs"),
+    ({"launcher": "slurm"}, "needs each job's time limit"),
+    ({"launcher": "slurm", "slurm": "gpu"}, "slurm must be a mapping"),
+    ({"launcher": "slurm", "slurm": {"time": 60, "partiton": "gpu"}}, r"\['partiton'\]"),
+    ({"launcher": "slurm", "slurm": {"time": "4h"}}, "slurm time must be"),
+    ({"launcher": "slurm", "slurm": {"time": 60, "setup": "module load cuda"}},
+     "slurm setup must be a list"),
+])
+def test_bad_launcher_settings_are_refused_by_name(overrides, message):
+    """Through -p, as run_all.sh reads them: before any notebook runs, so before any job."""
+    with pytest.raises(ValueError, match=message) as refused:
+        load_params("smoke", overrides)
+    assert "\n" not in str(refused.value)
+
+
+# --- local jobs ---------------------------------------------------------------------------
+
+
+def test_local_jobs_equal_inline_training_and_are_never_submitted_twice(tmp_path):
+    params = study(tmp_path / "jobs")
+    first = launch.submit(params)
+    again = launch.submit(params)  # while the jobs run
+    assert [run.name for run in first] == [run.name for run in params.runs()]
+    assert again == []
+    final = launch.follow(params, poll_s=0.2)
+    assert list(final.state) == ["done", "done"]
+
+    inline = replace(params, runs_dir=str(tmp_path / "inline"), launcher="inline")
+    launch.train_runs(inline)
+    for job_run, inline_run in zip(params.runs(), inline.runs(), strict=True):
+        for name in ("best.pt", "last.pt"):
+            assert_same_weights(job_run.dir / name, inline_run.dir / name)
+        assert without_time(read_jsonl(job_run.dir / "history.jsonl")) == \
+            without_time(read_jsonl(inline_run.dir / "history.jsonl"))
+        # provenance: the launcher and the job id, the logs named by run and by that job
+        job = job_of(job_run)
+        origin = json.loads((job_run.dir / "result.json").read_text())["provenance"]
+        assert (origin["launcher"], origin["job_id"]) == ("local", job["job_id"])
+        inline_origin = json.loads((inline_run.dir / "result.json").read_text())["provenance"]
+        assert (inline_origin["launcher"], inline_origin["job_id"]) == ("inline", None)
+        log = params.runs_root / "jobs" / f"paper_{job_run.variant}_seed0.out"
+        assert log.resolve().name == f"{job['job_id']}_0_log.out" and log.stat().st_size > 0
+
+
+def test_a_killed_job_resubmitted_resumes_from_its_last_epoch(tmp_path):
+    params = study(tmp_path, variants=("im",), training=replace(TINY, epochs=3))
+    (run,) = params.runs()
+    (submitted,) = launch.submit(params)
+    history = run.dir / "history.jsonl"
+    wait_for(lambda: history.exists() and read_jsonl(history), "the job's first epoch")
+    killed = job_of(run)["job_id"]
+    os.killpg(int(killed), signal.SIGKILL)  # the job and its training process
+    os.waitpid(int(killed), 0)  # gone (the job's controller is this process's child)
+    before = read_jsonl(history)
+    assert 1 <= len(before) < 3 and not (run.dir / "result.json").exists()
+
+    launch.follow(params, poll_s=0.2)  # resubmits the run: its job is gone
+    resubmitted = job_of(run)["job_id"]
+    assert resubmitted != killed
+    after = read_jsonl(history)
+    assert after[:len(before)] == before  # the epochs before the kill, kept as they were
+    straight = train(replace(run.config, out_dir=str(tmp_path / "straight")))
+    assert without_time(after) == without_time(straight.history)
+    assert_same_weights(run.dir / "last.pt", straight.last_checkpoint)
+    assert_same_weights(run.dir / "best.pt", straight.best_checkpoint)
+
+
+def test_a_failed_job_is_named_with_its_log_and_the_lock_holds(tmp_path):
+    """A job whose run another process trains (its folder locked) fails; the error names the
+    run, the job, its log (named by run) and the command that resubmits it."""
+    params = study(tmp_path, variants=("im",))
+    (run,) = params.runs()
+    with exclusive_lock(run.dir), pytest.raises(RuntimeError) as failed:
+        launch.follow(params, poll_s=0.2)
+    message = str(failed.value)
+    log = params.runs_root / "jobs" / "paper_im_seed0.err"
+    assert f"paper/im/seed0: local job {job_of(run)['job_id']} ended at epoch 0" in message
+    assert str(log) in message and "in use by another run" in log.read_text()
+    assert "in use by another run" in message and "--only 03_training" in message
+    assert not (run.dir / "history.jsonl").exists()
+
+
+# --- SLURM, with submitit's executor mocked -----------------------------------------------
+
+
+class FakeSlurmExecutor:
+    """Records what imlib.launch hands submitit's SlurmExecutor; submits nothing."""
+
+    made: list[FakeSlurmExecutor] = []
+
+    def __init__(self, folder):
+        self.folder, self.parameters, self.arrays = Path(folder), {}, []
+        FakeSlurmExecutor.made.append(self)
+
+    def update_parameters(self, **parameters):
+        self.parameters.update(parameters)
+
+    def map_array(self, fn, configs):
+        self.arrays.append((fn, list(configs)))
+        self.folder.mkdir(parents=True, exist_ok=True)  # as submitit's does, for the logs
+        ids = [f"4242_{i}" for i in range(len(configs))]
+        return [SimpleNamespace(job_id=i, paths=submitit.core.utils.JobPaths(self.folder, i))
+                for i in ids]
+
+
+class FakeSlurmJob:
+    """A SLURM job that is still queued or running."""
+
+    def __init__(self, folder, job_id):
+        pass
+
+    def done(self):
+        return False
+
+
+def test_slurm_submits_one_array_of_the_runs_not_complete(tmp_path, monkeypatch):
+    monkeypatch.setattr(submitit, "SlurmExecutor", FakeSlurmExecutor)
+    monkeypatch.setattr(submitit, "SlurmJob", FakeSlurmJob)
+    monkeypatch.setattr(launch.shutil, "which", lambda name: f"/usr/bin/{name}")
+    FakeSlurmExecutor.made = []
+    settings = {"time": 90, "partition": "gpu", "mem": "32G", "cpus_per_task": 8,
+                "setup": ["module load cuda"], "additional_parameters": {"mail-type": "END"}}
+    params = study(tmp_path, variants=("baseline", "ls", "im"), launcher="slurm", jobs=None,
+                   slurm=settings, training=replace(TINY, epochs=1))
+    done, *rest = params.runs()
+    train(done.config)  # complete: not submitted
+
+    submitted = launch.submit(params)
+    (executor,) = FakeSlurmExecutor.made
+    assert executor.folder == tmp_path / "runs" / "jobs"
+    assert executor.parameters == {"job_name": "imlib-smoke", "gpus_per_node": 0,
+                                   "array_parallelism": 2, **settings}
+    ((fn, configs),) = executor.arrays
+    assert isinstance(fn, launch.TrainJob) and isinstance(fn, submitit.helpers.Checkpointable)
+    assert configs == [run.config for run in rest] == [run.config for run in submitted]
+    assert [job_of(run) for run in rest] == [
+        {"launcher": "slurm", "job_id": f"4242_{i}", "slot": None} for i in range(2)]
+
+    assert launch.submit(params) == []  # the array is still queued: nothing new
+    assert len(executor.arrays) == 1
+
+    gpu = study(tmp_path / "gpu", launcher="slurm", jobs=3, slurm={"time": 90},
+                training=replace(TINY, device="cuda:1"))
+    launch.submit(gpu)
+    assert FakeSlurmExecutor.made[-1].parameters == {
+        "job_name": "imlib-smoke", "gpus_per_node": 1, "array_parallelism": 3, "time": 90}
+    assert {c.device for c in FakeSlurmExecutor.made[-1].arrays[0][1]} == {"cuda"}
+
+
+def test_slurm_without_sbatch_is_refused_before_submitting(tmp_path, monkeypatch):
+    monkeypatch.setattr(launch.shutil, "which", lambda name: None)
+    params = study(tmp_path, launcher="slurm", slurm={"time": 60})
+    with pytest.raises(RuntimeError, match="sbatch"):
+        launch.submit(params)
+    assert not any((run.dir / "job.json").exists() for run in params.runs())
+
+
+def test_checkpoint_resubmits_the_same_run():
+    """What submitit calls when SLURM preempts the job or its time limit nears: the returned
+    submission is requeued, and trains the same run (which resumes from its last.pt)."""
+    config = replace(TINY, out_dir="runs/x/train/paper/im/seed0", variant="im")
+    job = launch.TrainJob()
+    delayed = job.checkpoint(config)
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    assert delayed.function is job and delayed.args == (config,) and delayed.kwargs == {}
