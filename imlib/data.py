@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.datasets import CIFAR100
-from torchvision.datasets.utils import calculate_md5
 
 from imlib._checks import check_images, check_int
 
@@ -107,6 +105,8 @@ def load_cifar100(root: str | os.PathLike | None = None, download: bool = True) 
     files: a short reader of the official layout that the tests run on a small copy, which no
     md5 check would let through ``CIFAR100`` (and which is not patched to pass).
     """
+    from torchvision.datasets import CIFAR100  # here: torchvision takes seconds to import
+
     if not isinstance(download, bool):
         raise ValueError(f"download must be a bool, got {download!r}")
     root = data_root(root)
@@ -124,6 +124,8 @@ def load_cifar100(root: str | os.PathLike | None = None, download: bool = True) 
 def _refuse_bad_archive(archive: Path, err: Exception) -> None:
     """Raise when ``archive`` exists with another md5 than the official one: that, not the
     network or a missing file, is then why CIFAR-100 could not be prepared."""
+    from torchvision.datasets.utils import calculate_md5
+
     if not archive.is_file():
         return
     found = calculate_md5(str(archive))
@@ -137,6 +139,8 @@ def _refuse_bad_archive(archive: Path, err: Exception) -> None:
 
 def _cifar100_error(err: Exception, root: Path, download: bool) -> RuntimeError:
     """The message for a failed download or check, with how to proceed offline."""
+    from torchvision.datasets import CIFAR100
+
     if isinstance(err, (urllib.error.URLError, ConnectionError, TimeoutError, HTTPException)):
         return RuntimeError(
             f"could not reach the CIFAR-100 host ({CIFAR100.url}) to download it into {root}: "

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -233,14 +234,13 @@ def provenance() -> dict[str, Any]:
     (``git_dirty``, and ``git_diff_sha256`` to tell two edited trees apart), library versions,
     device."""
     import numpy
-    import torchvision
 
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **_git_state(),
         "python": platform.python_version(),
         "torch": str(torch.__version__),  # a TorchVersion, which weights-only loading refuses
-        "torchvision": torchvision.__version__,
+        "torchvision": metadata.version("torchvision"),  # without importing it (seconds)
         "numpy": numpy.__version__,
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "host": platform.node(),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 
 from torch import nn
-from torch.fx.experimental.optimization import fuse
-from torchvision.models import resnet18
 
 from imlib._checks import check_int
 
@@ -23,6 +21,8 @@ def resnet18_cifar(num_classes: int = 100) -> nn.Module:
     >>> resnet18_cifar(100)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 100])
     """
+    from torchvision.models import resnet18  # here: torchvision takes seconds to import
+
     check_int(num_classes, "num_classes", 2)
     model = resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -79,4 +79,6 @@ def for_inference(model: nn.Module) -> nn.Module:
     the same function up to float rounding (probabilities within about 1e-7), about 30 % less
     time per image for the small CNN on a CPU, where evaluation sweeps thousands of degraded
     test sets. ``model`` itself is left as it is."""
+    from torch.fx.experimental.optimization import fuse  # a second to import: only when used
+
     return fuse(copy.deepcopy(model).eval())

@@ -17,7 +17,7 @@ import submitit
 import torch
 
 from imlib import launch
-from imlib.io import exclusive_lock, read_jsonl
+from imlib.io import LOCK_NAME, exclusive_lock, read_jsonl
 from imlib.runs import TrainConfig
 from imlib.study import StudyParams, load_params
 from imlib.train import train
@@ -109,6 +109,11 @@ def test_local_jobs_equal_inline_training_and_are_never_submitted_twice(tmp_path
         assert (inline_origin["launcher"], inline_origin["job_id"]) == ("inline", None)
         log = params.runs_root / "jobs" / f"paper_{job_run.variant}_seed0.out"
         assert log.resolve().name == f"{job['job_id']}_0_log.out" and log.stat().st_size > 0
+    # a second call (notebook 03 run again) reuses the finished runs: no result is rewritten
+    written = {p: p.stat().st_mtime_ns for run in inline.runs() for p in run.dir.iterdir()
+               if p.name != LOCK_NAME}
+    launch.train_runs(inline)
+    assert {p: p.stat().st_mtime_ns for p in written} == written
 
 
 def test_a_killed_job_resubmitted_resumes_from_its_last_epoch(tmp_path):
