@@ -276,7 +276,7 @@ tables = {"agreement": agreement, "nmi_vs_level": by_level, "eps": eps, "bins": 
 details = {"bins_study": list(BINS), "levels": levels, "images_drawn": len(x),
            "bins_study_images": len(subset), "eps_draws": len(eps)}
 save_nmi_study(tables, params, details)
-print(*sorted(p.name for p in params.nmi_dir.iterdir()), sep="\n")
+print(*sorted(p.name for p in params.nmi_dir.iterdir() if not p.name.startswith(".")), sep="\n")
 
 # %% [markdown]
 # **Conclusion.** `imlib.nmi` computes exactly the paper's channel-averaged NMI (scikit-learn
