@@ -99,11 +99,12 @@ def calibration_estimators(n: int = 20_000, num_classes: int = 10, seed: int = 0
     return pd.DataFrame(rows)
 
 
-def degradation_settings_effect(x: torch.Tensor, seed: int = 0) -> pd.DataFrame:
-    """Mean NMI against level under the training constants (blur sigma 50 d, kernel cap 51,
-    dropout patch 8) and the paper's evaluation constants (sigma 10 d, cap 11, patch 4), on
-    images ``x``: how much the same level d degrades in training and in the evaluation."""
-    frames = [nmi_by_level(x, kinds=("blur", "dropout"), seed=seed, config=config)
+def degradation_settings_effect(x: torch.Tensor, bins: int, seed: int = 0) -> pd.DataFrame:
+    """Mean NMI (with the run's ``bins``) against level under the training constants (blur
+    sigma 50 d, kernel cap 51, dropout patch 8) and the paper's evaluation constants (sigma
+    10 d, cap 11, patch 4), on images ``x``: how much the same level d degrades in training and
+    in the evaluation."""
+    frames = [nmi_by_level(x, kinds=("blur", "dropout"), bins=bins, seed=seed, config=config)
               .assign(settings=name)
               for name, config in (("train", TRAIN), ("paper_eval", PAPER_EVAL))]
     table = pd.concat(frames, ignore_index=True)

@@ -136,12 +136,13 @@ pd.Series({name: nmi(photo, y).item() for name, y in partners.items()}, name="NM
 # | `dropout` | keeps floor(P (1 − d)) of the P 8 × 8 patches, zeroes the rest |
 # | `mosaic` | averages b × b blocks, b = floor(max(H, W) (d + 0.001)²) |
 #
-# Rows are kinds, columns levels; each tile is titled with its NMI to the clean image (64 bins).
+# Rows are kinds, columns levels; each tile is titled with its NMI to the clean image (with the
+# run's `nmi_bins`).
 # First the photograph:
 
 # %%
 levels = (0.0, 0.25, 0.5, 0.75, 1.0)
-tiles, scores = degradation_grid(photo, KINDS, levels, seed=0)
+tiles, scores = degradation_grid(photo, KINDS, levels, bins=params.training.nmi_bins, seed=0)
 plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in levels],
                 title="astronaut, 64 × 64")
 
@@ -151,7 +152,7 @@ plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in levels],
 # %%
 data = params.load_data()
 image = data.x_train[:1].float() / 255
-tiles, scores = degradation_grid(image, KINDS, levels, seed=0)
+tiles, scores = degradation_grid(image, KINDS, levels, bins=params.training.nmi_bins, seed=0)
 plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in levels],
                 title=f"{params.training.dataset}: {data.classes[int(data.y_train[0])]}, 32 × 32")
 
@@ -176,7 +177,7 @@ plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in levels],
 
 # %%
 low = (0.0, 0.02, 0.05, 0.1, 0.2)
-tiles, scores = degradation_grid(photo, KINDS, low, seed=0)
+tiles, scores = degradation_grid(photo, KINDS, low, bins=params.training.nmi_bins, seed=0)
 plot_image_grid(tiles, scores, KINDS, [f"d = {d}" for d in low], title="astronaut, small levels")
 
 # %% [markdown]

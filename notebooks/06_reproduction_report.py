@@ -257,7 +257,7 @@ Markdown("; ".join(f"`{kind}`: {effect[at]:+.1f} points ({at[1]})" for kind, at 
 
 # %%
 images = sample_images(data, min(params.nmi_pairs, 256))
-degradation_settings_effect(images).round(3)
+degradation_settings_effect(images, params.training.nmi_bins).round(3)
 
 # %% [markdown]
 # ## 7 · What NMI can measure on a 32 × 32 image

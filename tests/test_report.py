@@ -10,9 +10,11 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from imlib.report import (CLAIMS, VERDICT_COLUMNS, VERDICTS, eval_class_note,
-                          median_accuracy_class, verdict_conclusion, verdict_display,
-                          verdict_table, write_verdicts)
+from imlib.degradations import PAPER_EVAL, TRAIN, degrade
+from imlib.nmi import nmi
+from imlib.report import (CLAIMS, VERDICT_COLUMNS, VERDICTS, degradation_settings_effect,
+                          eval_class_note, median_accuracy_class, verdict_conclusion,
+                          verdict_display, verdict_table, write_verdicts)
 
 
 def _clean(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
@@ -435,3 +437,14 @@ def test_training_draws_summary_counts_what_training_feeds_the_models():
     assert "Only 50 % keep NMI > 0.9 (look nearly clean), 25 % come out unchanged" in text
     assert "25 % at the 0.9 clamp" in text  # NMI 0.05: eps cut to 0.9
     assert f"averages {100 * (1 + 0.1 + 0.2 + 0.92) / 4:.0f} %" in text
+
+
+@pytest.mark.parametrize("bins", [32, 64])
+def test_degradation_settings_effect_uses_the_runs_bins_and_both_sets_of_constants(bins):
+    """Blur is deterministic: each cell is the mean NMI of the images blurred directly."""
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    x = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)  # some structure to blur away
+    table = degradation_settings_effect(x, bins)
+    for settings, config in (("train", TRAIN), ("paper_eval", PAPER_EVAL)):
+        expected = float(nmi(x, degrade(x, "blur", 0.5, config=config), bins=bins).mean())
+        assert table.loc[("blur", 0.5), settings] == pytest.approx(expected, abs=1e-6)
