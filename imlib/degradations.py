@@ -8,6 +8,8 @@ Semantics follow the paper's public training code on an ``H x W`` image with lev
 - ``mosaic``: ``b x b`` blocks (``b = max(1, floor(max(H, W) (d + 0.001)^2))``) replaced by their
   per-channel mean.
 
+Each kind is a :class:`Kind` spec in ``KIND_SPECS``, declared once: how it degrades a batch,
+whether it commutes with the normalisation, and its label, colour and marker in every figure.
 Blur and mosaic are linear and separable, so both become one pair of per-sample matrices,
 ``x' = A_h @ x @ A_w^T``: a whole mixed batch is degraded by one batched matmul, one mask and one
 noise draw, with no Python loop over samples, blocks or patches.
@@ -17,18 +19,21 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from imlib._checks import as_levels, check_choice, check_images, check_int, check_names
+from imlib.registry import Registry
 
-__all__ = ["KINDS", "LEVELS", "DegradationConfig", "TRAIN", "PAPER_EVAL", "degrade",
-           "random_degrade", "check_kinds", "check_levels"]
+__all__ = ["Kind", "KIND_SPECS", "KINDS", "PAPER_KINDS", "LEVELS", "DegradationConfig", "TRAIN",
+           "PAPER_EVAL", "degrade", "random_degrade", "check_kinds", "check_levels"]
 
-KINDS = ("diffusion", "blur", "dropout", "mosaic")
+KIND_SPECS: Registry[Kind] = Registry("degradation kind")
+KINDS = KIND_SPECS.names  # every registered kind's name, in registration order (live)
+PAPER_KINDS = ("diffusion", "blur", "dropout", "mosaic")  # the paper's four, trained by default
 LEVELS = tuple(round(0.1 * i, 1) for i in range(11))  # the paper's evaluation levels 0, 0.1, ..., 1
 
 
@@ -40,7 +45,7 @@ class DegradationConfig:
     script used instead.
     """
 
-    kinds: tuple[str, ...] = KINDS  # kinds random_degrade draws from, uniformly per sample
+    kinds: tuple[str, ...] = PAPER_KINDS  # kinds random_degrade draws from, uniformly per sample
     diffusion_steps: int = 1000  # DDPM T
     beta_start: float = 1e-4  # linear beta schedule of DDPM (Ho et al. 2020)
     beta_end: float = 0.02
@@ -80,8 +85,6 @@ def check_levels(levels: Sequence[float]) -> tuple[float, ...]:
     return values
 
 
-TRAIN = DegradationConfig()
-PAPER_EVAL = DegradationConfig(blur_max_sigma=10.0, blur_max_kernel=11, dropout_patch=4)
 
 
 # --- the per-kind building blocks ------------------------------------------------------------
@@ -175,6 +178,69 @@ def _patch_count(h: int, w: int, cfg: DegradationConfig) -> int:
     return math.ceil(h / cfg.dropout_patch) * math.ceil(w / cfg.dropout_patch)
 
 
+def _dropout(x: Tensor, level: Tensor, active: Tensor, generator: torch.Generator | None,
+             cfg: DegradationConfig) -> Tensor:
+    """Patch dropout of the ``active`` samples: one ``rand`` (N, P) of patch scores."""
+    n, _, h, w = x.shape
+    scores = torch.rand(n, _patch_count(h, w, cfg), generator=generator, device=x.device)
+    return x * _dropout_mask(level, scores, ~active[:, None], h, w, cfg).to(x.dtype)
+
+
+def _diffusion(x: Tensor, level: Tensor, active: Tensor, generator: torch.Generator | None,
+               cfg: DegradationConfig) -> Tensor:
+    """DDPM noise on the ``active`` samples: one ``randn`` of x's shape."""
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return _diffuse(x, level, noise, active, cfg)
+
+
+# --- the kinds ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A degradation kind, declared once: how it degrades a batch and how figures show it.
+
+    A *linear* kind gives ``matrices(level, size, longest_side, config)``: per-sample
+    (N, size, size) operators whose rows sum to 1, applied to rows and columns. Such a kind
+    commutes with the per-channel normalisation, so both evaluation orders give the same
+    images (evaluation computes it once). Any other kind gives ``apply(x, level, active,
+    generator, config)``, which degrades the ``active`` samples (N,) of the batch and leaves
+    the rest as they are; it runs after the linear kinds, in increasing ``stage``, the order
+    in which the kinds draw their randomness (which fixes every random stream).
+    """
+
+    name: str
+    label: str  # as figures print it
+    color: str  # its colour in every figure, far from every variant's (a test checks)
+    marker: str  # matplotlib marker of its points
+    matrices: Callable[[Tensor, int, int, DegradationConfig], Tensor] | None = None
+    apply: Callable[[Tensor, Tensor, Tensor, torch.Generator | None, DegradationConfig],
+                    Tensor] | None = None
+    stage: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.matrices is None) == (self.apply is None):
+            raise ValueError(f"kind {self.name!r} needs exactly one of matrices (a linear kind) "
+                             "or apply")
+
+    @property
+    def linear(self) -> bool:
+        """Whether it is linear and mean-preserving: it commutes with the normalisation."""
+        return self.matrices is not None
+
+
+# Colours: Paul Tol's wine, indigo, olive and teal, far from every variant colour.
+KIND_SPECS.register(Kind("diffusion", "Diffusion noise", "#882255", "o", apply=_diffusion,
+                         stage=2))
+KIND_SPECS.register(Kind("blur", "Gaussian blur", "#332288", "s",
+                         matrices=lambda level, size, _, cfg: _blur_matrices(level, size, cfg)))
+KIND_SPECS.register(Kind("dropout", "Patch dropout", "#999933", "^", apply=_dropout, stage=1))
+KIND_SPECS.register(Kind("mosaic", "Mosaic", "#44aa99", "D", matrices=_mosaic_matrices))
+
+TRAIN = DegradationConfig()
+PAPER_EVAL = DegradationConfig(blur_max_sigma=10.0, blur_max_kernel=11, dropout_patch=4)
+
+
 # --- the batched application --------------------------------------------------------------------
 
 
@@ -183,34 +249,27 @@ def _apply(x: Tensor, kind_index: Tensor, level: Tensor, present: set[str], cfg:
     """Degrade sample n with kind ``KINDS[kind_index[n]]`` at ``level[n]``.
 
     Every stage runs on the whole batch with per-sample parameters that are the identity for
-    the samples of other kinds, so a mixed batch costs one pass per stage. ``present`` names the
-    kinds that occur, so a single-kind call draws only the randomness it needs (diffusion: one
-    ``randn`` of x's shape; dropout: one ``rand`` (N, P) of patch scores).
+    the samples of other kinds, so a mixed batch costs one pass per stage: one matmul for all
+    linear kinds, then each other kind in its ``stage`` order. ``present`` names the kinds that
+    occur, so a single-kind call draws only the randomness it needs (diffusion: one ``randn``
+    of x's shape; dropout: one ``rand`` (N, P) of patch scores).
     """
     n, _, h, w = x.shape
+    specs = [KIND_SPECS[name] for name in KINDS if name in present]
+    linear = [spec for spec in specs if spec.linear]
     out = x
-    linear = {"blur", "mosaic"} & present
     if linear:
-        is_blur = (kind_index == KINDS.index("blur")).view(n, 1, 1)
-        is_mosaic = (kind_index == KINDS.index("mosaic")).view(n, 1, 1)
+        masks = [(kind_index == KINDS.index(spec.name)).view(n, 1, 1) for spec in linear]
 
         def operator(size: int) -> Tensor:
             m = torch.eye(size, device=x.device).expand(n, size, size)
-            if "blur" in linear:
-                m = torch.where(is_blur, _blur_matrices(level, size, cfg), m)
-            if "mosaic" in linear:
-                m = torch.where(is_mosaic, _mosaic_matrices(level, size, max(h, w), cfg), m)
+            for spec, mask in zip(linear, masks, strict=True):
+                m = torch.where(mask, spec.matrices(level, size, max(h, w), cfg), m)
             return m.to(x.dtype).unsqueeze(1)  # (N, 1, size, size), broadcast over channels
 
         out = operator(h) @ out @ operator(w).transpose(-1, -2)
-    if "dropout" in present:
-        scores = torch.rand(n, _patch_count(h, w, cfg), generator=generator, device=x.device)
-        others = (kind_index != KINDS.index("dropout"))[:, None]
-        out = out * _dropout_mask(level, scores, others, h, w, cfg).to(x.dtype)
-    if "diffusion" in present:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        is_diffusion = kind_index == KINDS.index("diffusion")
-        out = _diffuse(out, level, noise, is_diffusion, cfg)
+    for spec in sorted((s for s in specs if not s.linear), key=lambda s: s.stage):
+        out = spec.apply(out, level, kind_index == KINDS.index(spec.name), generator, cfg)
     return out
 
 

@@ -1,14 +1,14 @@
-"""Soft targets for the four variants of the study, and the one loss that trains them all.
+"""Soft targets, IM's formula, and the one loss that trains every variant.
 
-Every policy returns a float tensor (N, K) whose rows sum to 1:
+Every target is a float tensor (N, K) whose rows sum to 1, made by ``soft_targets`` from a
+smoothing eps per sample (each variant's eps is its spec in :mod:`imlib.variants`):
 
 - ``hard``: one-hot (the baseline).
 - ``smoothed``: ``(1 - eps) onehot + eps / K``, fixed eps (torch's ``label_smoothing``).
-- ``information_matching``: ``eps = clamp(1 - NMI, 0, max_eps)`` per sample; the true class
-  gets ``1 - eps`` and every other class ``eps / (K - 1)`` (the paper's formula), or with
-  ``spread="all"`` the public code's ``(1 - eps) onehot + eps / K``.
-- ``level_matching``: the same with ``eps = clamp(d, 0, max_eps)``, the control that asks
-  whether NMI adds anything over the level the augmentation already knows.
+- ``information_matching``: IM's targets, ``eps = im_eps(NMI) = clamp(1 - NMI, 0, max_eps)``
+  per sample; the true class gets ``true_class_target(eps)``: ``1 - eps``, every other class
+  ``eps / (K - 1)`` (the paper's formula), or with ``spread="all"`` the public code's
+  ``(1 - eps) onehot + eps / K``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ __all__ = [
     "SPREADS",
     "hard",
     "im_eps",
-    "level_eps",
+    "true_class_target",
     "smoothed",
     "information_matching",
-    "level_matching",
     "soft_targets",
     "soft_cross_entropy",
     "target_entropy",
@@ -98,22 +97,26 @@ def smoothed(labels: Tensor, num_classes: int, eps: float = 0.1,
     return soft_targets(labels, num_classes, eps_per_sample, "all", validate_args=False)
 
 
-def im_eps(nmi: Tensor, max_eps: float = 0.9) -> Tensor:
-    """IM's smoothing per sample, ``clamp(1 - nmi, 0, max_eps)``: the one place of the formula.
+def im_eps(nmi, max_eps: float = 0.9):
+    """IM's smoothing per sample, ``clamp(1 - nmi, 0, max_eps)``: the one place of the formula
+    (``nmi`` a tensor, or a pandas column for the readings of saved results).
 
     >>> im_eps(torch.tensor([1.0, 0.6, 0.0]))
     tensor([0.0000, 0.4000, 0.9000])
     """
-    return (1 - nmi).clamp(0, max_eps)
+    return (1 - nmi).clip(0, max_eps)
 
 
-def level_eps(level: Tensor, max_eps: float = 0.9) -> Tensor:
-    """The level control's smoothing per sample, ``clamp(level, 0, max_eps)``.
+def true_class_target(eps, num_classes: int, spread: str = "others"):
+    """The target mass on the true class for smoothing ``eps`` (a number, tensor or column):
+    ``1 - eps``, plus ``eps / K`` with the public code's ``spread="all"`` (as ``soft_targets``).
+    IM's loss is minimised where the model's true-class confidence equals it.
 
-    >>> level_eps(torch.tensor([0.0, 0.5, 1.0]))
-    tensor([0.0000, 0.5000, 0.9000])
+    >>> true_class_target(0.4, 10), round(true_class_target(0.4, 10, "all"), 2)
+    (0.6, 0.64)
     """
-    return level.clamp(0, max_eps)
+    check_choice(spread, SPREADS, "spread")
+    return 1 - eps + (eps / num_classes if spread == "all" else 0)
 
 
 def information_matching(labels: Tensor, num_classes: int, nmi: Tensor, max_eps: float = 0.9,
@@ -127,20 +130,6 @@ def information_matching(labels: Tensor, num_classes: int, nmi: Tensor, max_eps:
     check_fraction(max_eps, "max_eps")
     nmi = _check_per_sample(nmi, labels.shape[0], "nmi", validate_args)
     return soft_targets(labels, num_classes, im_eps(nmi, max_eps), spread, validate_args=False)
-
-
-def level_matching(labels: Tensor, num_classes: int, level: Tensor, max_eps: float = 0.9,
-                   spread: str = "others", validate_args: bool = True) -> Tensor:
-    """Control targets: ``eps = clamp(level, 0, max_eps)``, the degradation level itself.
-
-    >>> level_matching(torch.tensor([2]), 3, torch.tensor([0.5]))
-    tensor([[0.2500, 0.2500, 0.5000]])
-    """
-    check_labels(labels, num_classes, values=validate_args)
-    check_fraction(max_eps, "max_eps")
-    level = _check_per_sample(level, labels.shape[0], "level", validate_args)
-    return soft_targets(labels, num_classes, level_eps(level, max_eps), spread,
-                        validate_args=False)
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor, validate_args: bool = True,

@@ -4,16 +4,28 @@ Pure tensor functions, any device. ``ece`` is the standard estimator (Guo et al.
 confidence bins, weighted by their counts, over the whole set); ``ece_paper_script`` is the
 estimator of the paper's evaluation script, kept so that its ECE column can be compared like for
 like (it reads large even for a perfectly calibrated model; see its docstring).
+
+Table 1's metrics are :class:`Metric` specs in ``METRIC_SPECS``, each declared once: its
+function, whether higher or lower is better, its column title, scale and decimals, and the
+column of the paper's Table 1 it compares with. Evaluation, Table 1, the figures and the report
+read them; a new metric is one ``METRIC_SPECS.register`` call.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from imlib._checks import check_int, check_labels, check_unit_values
+from imlib.registry import Registry
 
 __all__ = [
+    "Metric",
+    "METRIC_SPECS",
+    "METRICS",
     "topk_accuracy",
     "nll",
     "brier",
@@ -143,19 +155,54 @@ def ece_paper_script(probs: Tensor, labels: Tensor, n_bins: int = 10,
     return gap.view(-1, columns)[:, 1:].sum() / in_a_bin.sum()
 
 
-def classification_metrics(probs: Tensor, labels: Tensor) -> dict[str, float]:
-    """Table 1's columns: top-1 and top-5 accuracy (fractions), ECE (15 bins), NLL, Brier, and
-    the paper-script ECE.
+@dataclass(frozen=True)
+class Metric:
+    """One column of Table 1, computed per model on the clean test set.
 
-    Top-5 is computed with ``k = min(5, K)``: with 5 classes or fewer it is 1 by construction
-    and says nothing about the model.
+    ``fn(probs, labels, num_classes)`` gives the value; ``better`` is ``"higher"`` or
+    ``"lower"``; the table shows ``scale * value`` with ``decimals`` under ``title``; the metric
+    is left out of Table 1 for data sets of at most ``hidden_up_to_classes`` classes (top-5
+    with 10 classes says nothing); ``paper_column`` is the key of :data:`imlib.paper.PAPER_TABLE1`
+    whose printed numbers it compares with (the paper's "ECE" is its script's estimator).
     """
-    k5 = min(5, probs.shape[1])
-    return {
-        "top1": float(topk_accuracy(probs, labels, 1)),
-        "top5": float(topk_accuracy(probs, labels, k5)),
-        "ece": float(ece(probs, labels)),
-        "nll": float(nll(probs, labels)),
-        "brier": float(brier(probs, labels)),
-        "ece_paper_script": float(ece_paper_script(probs, labels)),
-    }
+
+    name: str
+    fn: Callable[[Tensor, Tensor, int], Tensor]
+    title: str
+    better: str = "higher"
+    scale: float = 1.0
+    decimals: int = 4
+    paper_column: str | None = None
+    hidden_up_to_classes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.better not in ("higher", "lower"):
+            raise ValueError(f"metric {self.name!r}: better must be 'higher' or 'lower', "
+                             f"got {self.better!r}")
+
+
+METRIC_SPECS: Registry[Metric] = Registry("metric")
+METRICS = METRIC_SPECS.names  # every registered metric's name, Table 1's column order (live)
+
+METRIC_SPECS.register(Metric("top1", lambda p, y, k: topk_accuracy(p, y, 1), "Top-1 Acc (%)",
+                             scale=100.0, decimals=2, paper_column="top1"))
+# k = min(5, K): with 5 classes or fewer top-5 is 1 by construction and says nothing.
+METRIC_SPECS.register(Metric("top5", lambda p, y, k: topk_accuracy(p, y, min(5, k)),
+                             "Top-5 Acc (%)", scale=100.0, decimals=2, paper_column="top5",
+                             hidden_up_to_classes=10))
+METRIC_SPECS.register(Metric("ece", lambda p, y, k: ece(p, y), "ECE", "lower",
+                             paper_column="ece_paper_script"))
+METRIC_SPECS.register(Metric("nll", lambda p, y, k: nll(p, y), "CE Loss", "lower",
+                             paper_column="nll"))
+METRIC_SPECS.register(Metric("brier", lambda p, y, k: brier(p, y), "Brier", "lower"))
+METRIC_SPECS.register(Metric("ece_paper_script", lambda p, y, k: ece_paper_script(p, y),
+                             "ECE (paper script)", "lower", paper_column="ece_paper_script"))
+
+
+def classification_metrics(probs: Tensor, labels: Tensor) -> dict[str, float]:
+    """Every metric of ``METRIC_SPECS`` (Table 1's columns) of one model's predictions: by
+    default top-1 and top-5 accuracy (fractions), ECE (15 bins), NLL, Brier, and the
+    paper-script ECE."""
+    _check(probs, labels)
+    return {name: float(spec.fn(probs, labels, probs.shape[1]))
+            for name, spec in METRIC_SPECS.items()}

@@ -57,7 +57,7 @@ from torch import Tensor
 
 from imlib._checks import check_choice, check_class_names, check_int
 from imlib.degradations import KINDS, DegradationConfig, degrade
-from imlib.labels import im_eps, target_entropy
+from imlib.labels import im_eps, target_entropy, true_class_target
 from imlib.results import (
     CLEAN_COLUMNS,
     ORDERS,
@@ -69,7 +69,7 @@ from imlib.results import (
 )
 from imlib.paper import PAPER_TABLE1
 from imlib.report import CLASS_INFORMATION_COLUMNS
-from imlib.runs import VARIANTS
+from imlib.variants import VARIANTS
 from imlib.style import (CHANCE_LABEL, GAP_COLOR, KIND_COLORS, KIND_LABELS, KIND_MARKERS,
                          REFERENCE_COLOR, TARGET_LABEL, VARIANT_COLORS, VARIANT_LABELS,
                          chance_line, new_figure, percent_axis, source_line, style)
@@ -521,8 +521,7 @@ def confidence_vs_nmi(sweeps: pd.DataFrame, settings: EvalSettings, *, num_class
     points = rows.groupby(["variant", "kind", "level"], as_index=False)[
         ["confidence", "nmi"]].mean()
     grid = torch.linspace(0, 1, 101, dtype=torch.float64)
-    eps = im_eps(grid, max_eps)
-    target = 1 - eps + (eps / num_classes if spread == "all" else 0)
+    target = true_class_target(im_eps(grid, max_eps), num_classes, spread)
     variants = _variants(rows, "sweeps")
     kinds = _kinds(rows)
     with style():
@@ -662,9 +661,8 @@ def class_information_vs_nmi(information: pd.DataFrame, settings: EvalSettings, 
     check_frame(information, "information", CLASS_INFORMATION_COLUMNS)
     _check_settings(settings)
     grid = torch.linspace(0, 1, 101, dtype=torch.float64)
-    eps = im_eps(grid, settings.max_eps)
-    chance = float(information["chance"].iloc[0])
-    target = 1 - eps + (eps * chance if settings.spread == "all" else 0)
+    num_classes = round(1 / float(information["chance"].iloc[0]))
+    target = true_class_target(im_eps(grid, settings.max_eps), num_classes, settings.spread)
     with style():
         fig = new_figure(7.6, 8.0)
         ax = fig.subplots()

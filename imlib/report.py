@@ -23,12 +23,14 @@ from torch import Tensor
 from imlib._checks import check_fraction, check_int
 from imlib import intervals
 from imlib.degradations import KINDS, PAPER_EVAL, TRAIN
+from imlib.labels import im_eps, true_class_target
 from imlib.metrics import ece, ece_paper_script
 from imlib.nmi_study import nmi_by_level
 from imlib.paper import PAPER_TABLE1
 from imlib.results import (PER_IMAGE_CONDITIONS, SWEEP_COLUMNS, check_frame, sort_rows,
                            summarize, write_tables)
 from imlib.style import VARIANT_LABELS
+from imlib.variants import VARIANT_SPECS
 
 if TYPE_CHECKING:
     from imlib.study import StudyParams
@@ -69,15 +71,18 @@ def selection_effect(histories: pd.DataFrame) -> pd.DataFrame:
 def spread_effect(histories: pd.DataFrame, num_classes: Sequence[int]) -> pd.DataFrame:
     """What the public code's IM spread (``(1 - eps) onehot + eps / K``) changes against the
     paper's formula (true class ``1 - eps``, others ``eps / (K - 1)``), at the mean eps the
-    ``im`` and ``level`` runs trained with, for each K of ``num_classes``.
+    runs of the variants that follow ``im_spread`` (``im``, ``level``...) trained with, for
+    each K of ``num_classes``.
 
     The true class's target rises by ``eps / K``: the shift shrinks as K grows, so a
     difference visible on 10 classes is ten times smaller on CIFAR-100.
     """
-    im_like = histories[histories["variant"].isin(["im", "level"])]
+    spread_by_run = [v for v, spec in VARIANT_SPECS.items() if spec.spread is None]
+    im_like = histories[histories["variant"].isin(spread_by_run)]
     mean_eps = im_like.groupby("variant", sort=False)["mean_eps"].mean()
-    rows = [{"variant": variant, "K": k, "mean_eps": eps, "true_class_paper": 1 - eps,
-             "true_class_code": 1 - eps + eps / k, "shift": eps / k}
+    rows = [{"variant": variant, "K": k, "mean_eps": eps,
+             "true_class_paper": true_class_target(eps, k, "others"),
+             "true_class_code": true_class_target(eps, k, "all"), "shift": eps / k}
             for variant, eps in mean_eps.items() for k in num_classes]
     return pd.DataFrame(rows)
 
@@ -622,14 +627,6 @@ def nmi_miscount(information: pd.DataFrame, margin: float = MISCOUNT_MARGIN) -> 
     return information.assign(reading=reading)
 
 
-def _im_target(nmi: pd.Series, max_eps: float, spread: str, num_classes: int) -> pd.Series:
-    """IM's target mass on the true class at NMI ``nmi``: ``1 - eps``, plus ``eps / K`` with the
-    public code's spread ``"all"`` (``eps = clamp(1 - NMI, 0, max_eps)``, as
-    :func:`imlib.labels.im_eps`)."""
-    eps = (1 - nmi).clip(0, max_eps)
-    return 1 - eps + (eps / num_classes if spread == "all" else 0)
-
-
 def _span(values: pd.Series, scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
     """``low–high`` of ``values`` (one number when they round alike), scaled, with a unit."""
     low, high = (f"{scale * v:.{digits}f}" for v in (values.min(), values.max()))
@@ -703,7 +700,7 @@ def class_information_summary(information: pd.DataFrame, sweeps: pd.DataFrame, *
             lines.append(f"NMI {reading.replace('-', ' ')} class information at no degraded "
                          "condition.")
             continue
-        target = _im_target(part["nmi"], max_eps, spread, num_classes).mean()
+        target = true_class_target(im_eps(part["nmi"], max_eps), num_classes, spread).mean()
         keys = list(zip(part["kind"], part["level"], strict=True))
         mine = own.reindex(keys)
         lines.append(
@@ -754,7 +751,8 @@ def claim_figure_reading(sweeps: pd.DataFrame, draws: pd.DataFrame, *, num_class
     check_fraction(max_eps, "max_eps")
     check_frame(draws, "draws", ("nmi", "target"))
     means = _conditions(sweeps)
-    means["target"] = _im_target(means["nmi"], max_eps, spread, num_classes)
+    means["target"] = true_class_target(im_eps(means["nmi"], max_eps), num_classes,
+                                         spread)
     means["gap"] = means["confidence"] - means["target"]
     degraded, clean = means[means["level"] > 0], means[means["level"] == 0]
     names = {v: VARIANT_LABELS.get(v, v) for v in means["variant"].unique()}

@@ -42,14 +42,15 @@ from imlib.degradations import (KINDS, LEVELS, PAPER_EVAL, DegradationConfig, ch
                                 check_levels)
 from imlib.io import atomic_write_text, file_record, provenance
 from imlib.labels import SPREADS
-from imlib.runs import NEUTRAL_FIELDS, VARIANTS, RunFiles, TrainConfig, completed_run, read_history
+from imlib.metrics import METRIC_SPECS, METRICS, Metric
+from imlib.runs import NEUTRAL_FIELDS, RunFiles, TrainConfig, completed_run, read_history
 from imlib.style import VARIANT_LABELS
+from imlib.variants import VARIANTS
 
 if TYPE_CHECKING:
     from imlib.study import StudyParams, StudyRun
 
 __all__ = [
-    "METRICS",
     "ORDERS",
     "CLEAN_COLUMNS",
     "SWEEP_COLUMNS",
@@ -77,7 +78,6 @@ __all__ = [
     "run_provenance",
 ]
 
-METRICS = ("top1", "top5", "ece", "nll", "brier", "ece_paper_script")  # classification_metrics
 # When images are normalised: after degrading (training's order) | before (the paper's eval script)
 ORDERS = ("degrade_first", "normalize_first")
 
@@ -103,15 +103,6 @@ _FILES = {"clean": ("clean_metrics", CLEAN_COLUMNS), "sweeps": ("sweeps", SWEEP_
 _REEVALUATE = "./run_all.sh --only 04_evaluation (same --profile and -p options)"
 _META = "meta.json"  # a result folder's settings, provenance and completion record
 
-# Table 1: metric -> (column title, scale, decimals). Accuracies in percent as in the paper.
-_TABLE1 = {
-    "top1": ("Top-1 Acc (%)", 100.0, 2),
-    "top5": ("Top-5 Acc (%)", 100.0, 2),
-    "ece": ("ECE", 1.0, 4),
-    "nll": ("CE Loss", 1.0, 4),
-    "brier": ("Brier", 1.0, 4),
-    "ece_paper_script": ("ECE (paper script)", 1.0, 4),
-}
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,8 @@ def eval_settings(params: StudyParams) -> EvalSettings:
     """The evaluation ``params`` asks for, under ``params.protocol``: its class and degradation
     constants, and the NMI bins, eps clamp, spread and evaluation batch of the protocol's runs
     (one value per protocol: a run trained otherwise is refused before it is evaluated)."""
-    runs = params.train_config("im", params.seeds[0])
+    # The NMI bins, clamp and spread are shared by every variant of a protocol.
+    runs = params.train_config(params.variants[0], params.seeds[0])
     return EvalSettings(class_index=params.eval_class, degradation=params.eval_degradation_config,
                         nmi_bins=runs.nmi_bins, max_eps=runs.im_max_eps, spread=runs.im_spread,
                         batch_size=runs.eval_batch_size)
@@ -271,10 +263,10 @@ def summarize(df: pd.DataFrame, by: Sequence[str] = ("variant",),
     return sort_rows(out.reset_index(), by)
 
 
-def _table1_metrics(num_classes: int | None) -> dict[str, tuple[str, float, int]]:
-    """Table 1's columns; top-5 only with more than 10 classes (with fewer it says little)."""
-    return {m: spec for m, spec in _TABLE1.items()
-            if not (m == "top5" and num_classes is not None and num_classes <= 10)}
+def _table1_metrics(num_classes: int | None) -> dict[str, Metric]:
+    """Table 1's metrics (``METRIC_SPECS``), less those hidden for ``num_classes`` classes."""
+    return {name: spec for name, spec in METRIC_SPECS.items()
+            if num_classes is None or num_classes > spec.hidden_up_to_classes}
 
 
 def table1(clean: pd.DataFrame, num_classes: int | None = None) -> pd.DataFrame:
@@ -290,11 +282,11 @@ def table1(clean: pd.DataFrame, num_classes: int | None = None) -> pd.DataFrame:
     with_sd = "n_seeds" in summary
     table = pd.DataFrame({"Model": summary["variant"].map(VARIANT_LABELS)
                           .fillna(summary["variant"])})
-    for metric, (title, scale, decimals) in metrics.items():
-        mean = summary[f"{metric}_mean"] * scale
-        table[title] = ([f"{m:.{decimals}f} ± {s:.{decimals}f}"
-                         for m, s in zip(mean, summary[f"{metric}_std"] * scale, strict=True)]
-                        if with_sd else [f"{m:.{decimals}f}" for m in mean])
+    for metric, spec in metrics.items():
+        mean, decimals = summary[f"{metric}_mean"] * spec.scale, spec.decimals
+        table[spec.title] = ([f"{m:.{decimals}f} ± {s:.{decimals}f}" for m, s in
+                              zip(mean, summary[f"{metric}_std"] * spec.scale, strict=True)]
+                             if with_sd else [f"{m:.{decimals}f}" for m in mean])
     if with_sd:
         table["n seeds"] = summary["n_seeds"].astype(int)
     table.index = pd.Index(summary["variant"], name="variant")
@@ -318,10 +310,10 @@ def _table1_numbers(clean: pd.DataFrame, num_classes: int | None) -> pd.DataFram
     summary = summarize(clean, ("variant",), tuple(metrics))
     with_sd = "n_seeds" in summary
     out = summary[["variant"]].assign(model=summary["variant"].map(VARIANT_LABELS))
-    for metric, (_, scale, decimals) in metrics.items():
-        out[f"{metric}_mean"] = (summary[f"{metric}_mean"] * scale).round(decimals + 2)
+    for metric, spec in metrics.items():
+        out[f"{metric}_mean"] = (summary[f"{metric}_mean"] * spec.scale).round(spec.decimals + 2)
         if with_sd:
-            out[f"{metric}_sd"] = (summary[f"{metric}_std"] * scale).round(decimals + 2)
+            out[f"{metric}_sd"] = (summary[f"{metric}_std"] * spec.scale).round(spec.decimals + 2)
     if with_sd:
         out["n_seeds"] = summary["n_seeds"].astype(int)
     return out

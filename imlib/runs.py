@@ -20,17 +20,17 @@ import torch
 
 from imlib._checks import check_choice, check_fraction, check_int
 from imlib.data import DATASETS, ImageData, load_dataset
-from imlib.degradations import KINDS, DegradationConfig
+from imlib.degradations import PAPER_KINDS, DegradationConfig
 from imlib.io import read_jsonl
 from imlib.labels import SPREADS
 from imlib.models import MODELS, build_model
+from imlib.variants import VARIANT_SPECS, VARIANTS
 
 __all__ = ["VARIANTS", "COMPILE_MODES", "NEUTRAL_FIELDS", "RETRAIN_HINT", "CHECKPOINTS",
            "TrainConfig", "RunFiles", "IncompleteRunError", "resolve_device",
            "check_same_settings", "read_checkpoint", "read_history", "completed_run",
            "load_model"]
 
-VARIANTS = ("baseline", "ls", "im", "level")
 SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("holdout", "test", "last")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
@@ -54,7 +54,7 @@ class TrainConfig:
     synthetic_test_per_class: int | None = None  # its test images per class; None: a fifth
     synthetic_classes: int = 10
     model: str = "small_cnn"  # "small_cnn" | "resnet18" (the paper)
-    variant: str = "im"  # "baseline" | "ls" | "im" | "level"
+    variant: str = "im"  # a name of imlib.variants.VARIANTS
     epochs: int = 100  # the paper trains "up to 100 epochs"
     batch_size: int = 256  # the paper's
     augment_batches: int = 8  # batches augmented in one go (fewer kernel launches on a GPU)
@@ -63,8 +63,9 @@ class TrainConfig:
     schedule: str = "constant"  # "constant" (the paper's text) | "cosine" (its public code)
     eta_min: float = 1e-6  # cosine schedule's final learning rate (the public code's)
     base_augment: bool = True  # random crop (4-pixel zero padding) + horizontal flip
-    degrade: bool = True  # random_degrade every training image (all variants, as in the paper)
-    degrade_kinds: tuple[str, ...] = KINDS  # kinds drawn uniformly per sample
+    # random_degrade every training image (every variant of the paper; not the clean reference)
+    degrade: bool = True
+    degrade_kinds: tuple[str, ...] = PAPER_KINDS  # kinds drawn uniformly per sample
     ls_eps: float = 0.1  # fixed smoothing of the ls variant, the paper's
     im_max_eps: float = 0.9  # eps clamp of im and level, the paper's
     im_spread: str = "others"  # "others": eps / (K - 1), the paper's formula; "all": eps / K (code)
@@ -107,7 +108,7 @@ class TrainConfig:
             check_fraction(getattr(self, name), name)
         if self.selection == "holdout" and self.holdout_fraction == 0:
             raise ValueError('selection="holdout" needs holdout_fraction > 0')
-        if self.variant in ("im", "level") and not self.degrade:
+        if VARIANT_SPECS[self.variant].needs != "nothing" and not self.degrade:
             raise ValueError(f"variant {self.variant!r} needs degrade=True: "
                              "it smooths by degradation")
         DegradationConfig(kinds=self.degrade_kinds)  # validates the kinds
@@ -123,6 +124,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
+
+    @property
+    def degrades(self) -> bool:
+        """Whether its training images are degraded: ``degrade``, unless its variant never
+        degrades (the clean reference)."""
+        return self.degrade and VARIANT_SPECS[self.variant].degrades
 
     def load_data(self) -> ImageData:
         """The data set this config trains on (the synthetic sizes apply to ``synthetic``)."""

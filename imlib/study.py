@@ -30,9 +30,10 @@ from imlib.data import ImageData
 from imlib.degradations import PAPER_EVAL, TRAIN, DegradationConfig
 from imlib.io import PROJECT_ROOT, project_path
 from imlib.launch import check_launcher
-from imlib.runs import VARIANTS, TrainConfig
+from imlib.runs import TrainConfig
+from imlib.variants import VARIANT_SPECS, VARIANTS
 
-__all__ = ["PROFILES_DIR", "EVAL_DEGRADATIONS", "PROTOCOLS", "REFERENCE_CODE",
+__all__ = ["PROFILES_DIR", "EVAL_DEGRADATIONS", "PROTOCOLS", "REFERENCE_CODE_ALL", "pinned",
            "STUDY_FIELDS", "TRAINING_FIELDS", "StudyRun", "StudyParams", "profiles",
            "parse_override", "load_params"]
 
@@ -41,19 +42,14 @@ EVAL_DEGRADATIONS = {"paper_eval": PAPER_EVAL, "train": TRAIN}
 
 # How the runs of each variant are set up. "paper": the paper's text, the same for every variant
 # (the profile's own training fields). "reference-code": the public code's scripts
-# (scripts/train_*.py of the author's repository), which differ per variant; each difference is
-# a TrainConfig field, so an ablation can flip one at a time. Those scripts train on all 50,000
-# images in fp32 and keep the epoch of best *test* accuracy; IM's targets spread eps over all K
-# classes, (1 - eps) onehot + eps / K.
+# (scripts/train_*.py of the author's repository), which differ per variant (each variant's
+# spec holds its own: imlib.variants); each difference is a TrainConfig field, so an ablation
+# can flip one at a time. Those scripts train on all 50,000 images in fp32 and keep the epoch
+# of best *test* accuracy; IM's targets spread eps over all K classes, (1 - eps) onehot + eps / K.
 PROTOCOLS = ("paper", "reference-code")
-REFERENCE_CODE = {
-    "all": {"batch_size": 128, "schedule": "cosine", "eta_min": 1e-6, "selection": "test",
-            "holdout_fraction": 0.0, "amp": False, "im_spread": "all"},
-    "baseline": {"lr": 1e-3, "base_augment": True},
-    "ls": {"lr": 1e-3, "base_augment": True},
-    "im": {"lr": 5e-4, "base_augment": False},
-    "level": {"lr": 5e-4, "base_augment": False},  # our control, set up like IM
-}
+REFERENCE_CODE_ALL = {"batch_size": 128, "schedule": "cosine", "eta_min": 1e-6,
+                      "selection": "test", "holdout_fraction": 0.0, "amp": False,
+                      "im_spread": "all"}
 
 # TrainConfig fields set per run by the study itself, never by a profile.
 _PER_RUN_FIELDS = ("variant", "seed", "out_dir", "resume")
@@ -148,7 +144,7 @@ class StudyParams:
         fields: dict[str, Any] = {"variant": variant, "seed": seed,
                                   "out_dir": str(self.train_dir(variant, seed))}
         if self.protocol == "reference-code":
-            fields.update(REFERENCE_CODE["all"], **REFERENCE_CODE[variant])
+            fields.update(pinned(variant))
         return dataclasses.replace(self.training, **fields)
 
     def runs(self, protocol: str | None = None) -> list[StudyRun]:
@@ -313,9 +309,10 @@ def _check_lists(values: dict[str, Any]) -> None:
                              f"{values[name]!r}")
 
 
-def _pinned(variant: str) -> dict[str, Any]:
-    """The settings the reference-code protocol fixes for ``variant``'s runs."""
-    return {**REFERENCE_CODE["all"], **REFERENCE_CODE[variant]}
+def pinned(variant: str) -> dict[str, Any]:
+    """The settings the reference-code protocol fixes for ``variant``'s runs: the public
+    scripts' common ones and the variant's own (its spec's ``reference_code``)."""
+    return {**REFERENCE_CODE_ALL, **VARIANT_SPECS[variant].reference_code}
 
 
 def _check_pins(params: StudyParams, overrides: dict[str, Any]) -> None:
@@ -325,7 +322,7 @@ def _check_pins(params: StudyParams, overrides: dict[str, Any]) -> None:
     if "reference-code" not in params.protocols:
         return
     for name, value in overrides.items():
-        pins = {v: _pinned(v)[name] for v in params.variants if name in _pinned(v)}
+        pins = {v: pinned(v)[name] for v in params.variants if name in pinned(v)}
         if all(pin == value for pin in pins.values()):
             continue
         by_value: dict[Any, list[str]] = {}

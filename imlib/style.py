@@ -1,8 +1,10 @@
 """The look shared by every figure of the project: one palette, one style, one chance line.
 
-A variant's colour (``VARIANT_COLORS``) never means a kind and a kind's (``KIND_COLORS``) never
-a variant: the two palettes share no colour (a test checks their distance). Reference lines
-(chance, calibration diagonal, IM's target) are grey or black.
+A variant's colour and label are its spec's (:mod:`imlib.variants`), a kind's its spec's
+(:mod:`imlib.degradations`); ``VARIANT_COLORS``, ``KIND_LABELS``... are live views of those
+specs by name. A variant's colour never means a kind and a kind's never a variant: the two
+palettes share no colour (a test checks their distance). Reference lines (chance, calibration
+diagonal, IM's target) are grey or black.
 """
 
 from __future__ import annotations
@@ -20,27 +22,26 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from imlib._checks import check_int
+from imlib.degradations import KIND_SPECS
 from imlib.io import atomic_write_bytes
+from imlib.variants import VARIANT_SPECS
 
 __all__ = ["VARIANT_LABELS", "VARIANT_COLORS", "KIND_LABELS", "KIND_COLORS", "KIND_MARKERS",
            "GAP_COLOR", "REFERENCE_COLOR", "CHANCE_LABEL", "TARGET_LABEL", "DATASET_LABELS",
            "BINS_PALETTE", "INLINE_DPI", "style", "new_figure", "source_line", "percent_axis",
            "chance_line", "save_figure", "show_and_save"]
 
-VARIANT_LABELS = {"baseline": "Baseline", "ls": "LS", "im": "IM", "level": "Level"}  # as printed
-# Variants: seaborn's colorblind palette (blue, orange, green, pink).
-VARIANT_COLORS = {"baseline": "#0173b2", "ls": "#de8f05", "im": "#029e73", "level": "#cc78bc"}
-# Kinds: Paul Tol's wine, indigo, olive and teal, far from every variant colour (a test checks).
-KIND_LABELS = {"diffusion": "Diffusion noise", "blur": "Gaussian blur",
-               "dropout": "Patch dropout", "mosaic": "Mosaic"}
-KIND_COLORS = {"diffusion": "#882255", "blur": "#332288", "dropout": "#999933",
-               "mosaic": "#44aa99"}
-KIND_MARKERS = {"diffusion": "o", "blur": "s", "dropout": "^", "mosaic": "D"}
+VARIANT_LABELS = VARIANT_SPECS.field("label")  # as printed
+VARIANT_COLORS = VARIANT_SPECS.field("color")
+KIND_LABELS = KIND_SPECS.field("label")
+KIND_COLORS = KIND_SPECS.field("color")
+KIND_MARKERS = KIND_SPECS.field("marker")
 GAP_COLOR = "#222222"  # reliability gap hatching: near-black, neither a variant nor a kind
 REFERENCE_COLOR = "0.4"  # chance line and calibration diagonal
 CHANCE_LABEL = "chance (1/K)"
 TARGET_LABEL = "IM target 1 − ε(NMI)"
-DATASET_LABELS = {"cifar100": "CIFAR-100", "synthetic": "synthetic set"}
+DATASET_LABELS = {"cifar100": "CIFAR-100", "synthetic": "synthetic set",
+                  "digits": "handwritten digits"}
 BINS_PALETTE = "crest"  # a sequential palette for numbers of bins: neither a variant nor a kind
 INLINE_DPI = 72  # figures shown in a notebook (a screen inch); saved files: 150 dpi
 

@@ -1,7 +1,7 @@
 """One training engine for every variant of the study.
 
-The variants (``baseline``, ``ls``, ``im``, ``level``) differ only in the soft targets; data,
-augmentation, model, optimiser and selection are the same code. The whole training set lives on
+The variants (:mod:`imlib.variants`) differ only in the soft targets, and the clean reference in
+skipping the degradation; data, augmentation, model, optimiser and selection are the same code. The whole training set lives on
 the device as uint8, and each step runs there without a host sync; ``training_batch`` is the one
 place where a batch is made:
 
@@ -28,20 +28,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from imlib import labels as policies
 from imlib.data import ImageData, holdout_split, normalize
 from imlib.degradations import DegradationConfig, random_degrade
 from imlib.io import append_jsonl, atomic_save, atomic_write_text, provenance
-from imlib.labels import soft_cross_entropy
+from imlib.labels import soft_cross_entropy, soft_targets
 from imlib.models import build_model
 from imlib.nmi import nmi
 from imlib.progress import progress
 from imlib.runs import (RETRAIN_HINT, IncompleteRunError, RunFiles, TrainConfig,
                         check_same_settings, completed_run, read_checkpoint, read_history,
                         resolve_device)
+from imlib.variants import VARIANT_SPECS, BatchDraws, variant_smoothing
 
 __all__ = ["RunResult", "TrainingBatch", "train", "crop_flip", "prepare", "clean_images",
-           "variant_smoothing", "training_batch", "train_steps"]
+           "training_batch", "train_steps"]
 
 
 @dataclass
@@ -177,7 +177,7 @@ class TrainingBatch:
     """One training batch as ``training_batch`` makes it, every stage kept for inspection.
 
     ``kinds`` (int64 indices into ``KINDS``) and ``levels`` are None when the config does not
-    degrade; ``nmi`` is None unless the variant needs it (``im``) or it was asked for.
+    degrade; ``nmi`` is None unless the variant needs it or it was asked for.
     """
 
     clean: Tensor  # float [0, 1] images after crop + flip
@@ -200,26 +200,11 @@ def clean_images(run: RunState, idx: Tensor) -> Tensor:
     return x.float().div_(255)
 
 
-def variant_smoothing(config: TrainConfig, labels: Tensor, nmi_values: Tensor | None,
-                      levels: Tensor | None) -> tuple[Tensor, str]:
-    """The variant's smoothing eps per sample and how its target spreads it over the other
-    classes (``imlib.labels.soft_targets``): 0 for the baseline, ``ls_eps`` spread over all
-    classes for LS, ``im_eps(nmi)`` for IM and ``level_eps(levels)`` for the level control, both
-    spread as ``im_spread`` says."""
-    if config.variant == "im":
-        eps = policies.im_eps(nmi_values, config.im_max_eps)
-    elif config.variant == "level":
-        eps = policies.level_eps(levels, config.im_max_eps)
-    else:
-        eps = torch.full((len(labels),), config.ls_eps if config.variant == "ls" else 0.0,
-                         device=labels.device)
-    return eps, "all" if config.variant == "ls" else config.im_spread
-
-
 @torch.no_grad()
 def training_batch(run: RunState, idx: Tensor, with_nmi: bool = False) -> TrainingBatch:
     """The training batch of images ``idx``: crop + flip of the stored uint8 images, then
-    ``random_degrade``, NMI, the variant's eps and targets (``imlib.labels``), normalisation.
+    ``random_degrade``, NMI, the variant's eps (its spec in :mod:`imlib.variants`) and targets
+    (:func:`imlib.labels.soft_targets`), normalisation.
 
     Batched on the device, no host sync. ``with_nmi`` computes the NMI for display even where
     the variant does not use it (the baseline's training does not pay for it).
@@ -227,14 +212,14 @@ def training_batch(run: RunState, idx: Tensor, with_nmi: bool = False) -> Traini
     cfg, y = run.config, run.train.y[idx]
     clean = clean_images(run, idx)
     degraded, kinds, levels = clean, None, None
-    if cfg.degrade:
+    if cfg.degrades:
         degraded, kinds, levels = random_degrade(clean, run.generator, run.degradation,
                                                  validate_args=False)
     nmi_values = None
-    if cfg.variant == "im" or with_nmi:
+    if VARIANT_SPECS[cfg.variant].needs == "nmi" or with_nmi:
         nmi_values = nmi(clean, degraded, bins=cfg.nmi_bins, validate_args=False)
-    eps, spread = variant_smoothing(cfg, y, nmi_values, levels)
-    targets = policies.soft_targets(y, run.data.num_classes, eps, spread, validate_args=False)
+    eps, spread = variant_smoothing(cfg, BatchDraws(y, kinds, levels, nmi_values, run.generator))
+    targets = soft_targets(y, run.data.num_classes, eps, spread, validate_args=False)
     return TrainingBatch(clean, degraded, kinds, levels, nmi_values, eps, y, targets,
                          _inputs(run, degraded))
 

@@ -38,8 +38,8 @@ from imlib.report import provenance_note
 from imlib.results import load_histories, run_provenance
 from imlib.study import load_params
 from imlib.thumbnails import training_batch_grid
-from imlib.runs import VARIANTS
-from imlib.train import clean_images, prepare, training_batch, variant_smoothing
+from imlib.train import clean_images, prepare, training_batch
+from imlib.variants import BatchDraws, variant_smoothing
 
 params = load_params(profile, overrides)
 
@@ -139,13 +139,15 @@ steps["NMI"] = nmi_values.tolist()
 steps.head(8).round(2)
 
 # %% [markdown]
-# **3 · Each variant's eps.** `variant_smoothing` is where a variant's label policy is chosen:
-# 0 for the baseline, LS's fixed eps, IM's clamp(1 − NMI, 0, max eps), the level control's
-# clamp(d, 0, max eps); and how the target spreads it over the other classes.
+# **3 · Each variant's eps.** `variant_smoothing` reads the variant's spec
+# (`imlib.variants`), the one place a label policy is declared: 0 for the baseline, LS's fixed
+# eps, IM's clamp(1 − NMI, 0, max eps), the level control's clamp(d, 0, max eps); and how the
+# target spreads it over the other classes.
 
 # %%
-smoothing = {variant: variant_smoothing(params.train_config(variant, params.seeds[0]), labels,
-                                        nmi_values, levels) for variant in VARIANTS}
+draws = BatchDraws(labels, kinds, levels, nmi_values, generator=None)
+smoothing = {variant: variant_smoothing(params.train_config(variant, params.seeds[0]), draws)
+             for variant in params.variants}
 for variant, (eps, _) in smoothing.items():
     steps[f"ε {variant}"] = eps.tolist()
 steps.head(8).round(2)

@@ -23,10 +23,10 @@ from imlib.evaluate import (
     predict,
     reliability_table,
 )
-from imlib.metrics import classification_metrics, ece
+from imlib.metrics import METRICS, classification_metrics, ece
 from imlib.models import small_cnn
 from imlib.nmi import nmi
-from imlib.results import (METRICS, ORDERS, SWEEP_COLUMNS, EvalSettings, eval_settings,
+from imlib.results import (ORDERS, SWEEP_COLUMNS, EvalSettings, eval_settings,
                            load_results, save_results, summarize)
 from imlib.runs import IncompleteRunError, RunFiles, load_model
 from imlib.study import load_params

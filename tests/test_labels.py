@@ -1,4 +1,4 @@
-"""imlib.labels: the four target policies against element-by-element references, torch's own
+"""imlib.labels: the targets against element-by-element references, torch's own
 losses, and the defining property of cross-entropy against a soft target (its minimiser over
 free logits is the target itself)."""
 
@@ -11,10 +11,10 @@ from imlib.labels import (
     SPREADS,
     hard,
     information_matching,
-    level_matching,
     smoothed,
     soft_cross_entropy,
     soft_targets,
+    true_class_target,
 )
 
 K = 5
@@ -44,8 +44,8 @@ def all_policies(labels: torch.Tensor, k: int, generator: torch.Generator) -> di
         "smoothed_0.4": smoothed(labels, k, 0.4),
         "im_others": information_matching(labels, k, nmi, spread="others"),
         "im_all": information_matching(labels, k, nmi, spread="all"),
-        "level_others": level_matching(labels, k, level),
-        "level_all": level_matching(labels, k, level, spread="all"),
+        "level_others": soft_targets(labels, k, level.clamp(0, 0.9)),
+        "level_all": soft_targets(labels, k, level.clamp(0, 0.9), spread="all"),
     }
 
 
@@ -90,11 +90,10 @@ def test_information_matching_end_points():
 
 
 @pytest.mark.parametrize("spread", SPREADS)
-def test_level_matching_uses_eps_level_clamped(spread):
-    level = torch.tensor([0.0, 0.05, 0.3, 0.5, 0.89, 0.9, 0.95, 1.0])
-    eps = [min(v, 0.9) for v in level.tolist()]
-    got = level_matching(LABELS, K, level, spread=spread)
-    torch.testing.assert_close(got.double(), reference_targets(LABELS, K, eps, spread),
+def test_true_class_target_is_the_true_class_entry_of_the_targets(spread):
+    eps = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 0.1, 0.3, 0.5])
+    reference = reference_targets(LABELS, K, eps.tolist(), spread)[torch.arange(8), LABELS]
+    torch.testing.assert_close(true_class_target(eps, K, spread).double(), reference,
                                rtol=0, atol=1e-6)
 
 
@@ -188,18 +187,12 @@ N8 = torch.full((8,), 0.5)
                      id="eps_negative"),
         pytest.param(lambda: information_matching(LABELS, K, N8, max_eps=1.0),
                      r"max_eps must be a float in \[0, 1\)", id="max_eps_1"),
-        pytest.param(lambda: level_matching(LABELS, K, N8, max_eps=-0.5), r"max_eps must be",
-                     id="level_max_eps_negative"),
         pytest.param(lambda: information_matching(LABELS, K, N8[:7]),
                      r"nmi must be a tensor of shape \(8,\)", id="nmi_wrong_length"),
         pytest.param(lambda: information_matching(LABELS, K, torch.tensor([float("nan")] * 8)),
                      r"nmi contains NaN", id="nmi_nan"),
         pytest.param(lambda: information_matching(LABELS, K, N8 + 0.7),
                      r"nmi must lie in \[0, 1\]", id="nmi_above_one"),
-        pytest.param(lambda: level_matching(LABELS, K, N8 - 0.7), r"level must lie in \[0, 1\]",
-                     id="level_negative"),
-        pytest.param(lambda: level_matching(LABELS, K, 0.5), r"level must be a tensor of shape",
-                     id="level_float"),
         pytest.param(lambda: information_matching(LABELS, K, N8, spread="uniform"),
                      r"spread must be one of \('others', 'all'\)", id="unknown_spread"),
         pytest.param(lambda: soft_cross_entropy(torch.zeros(8, K), torch.zeros(8, K + 1)),

@@ -18,8 +18,8 @@ from imlib.io import PROJECT_ROOT
 # for type annotations only (under ``if TYPE_CHECKING:``) are no dependency and may point up.
 LAYERS = (
     # core: no notion of a run or a study
-    ("_checks", "io", "progress", "paper", "intervals", "nmi", "degradations", "labels",
-     "metrics", "models", "data", "style"),
+    ("_checks", "registry", "io", "progress", "paper", "intervals", "nmi", "degradations",
+     "labels", "variants", "metrics", "models", "data", "style"),
     ("runs",),  # what a run is: settings, files, completion, checkpoints
     ("train",),  # the engine
     ("launch",),  # where the runs train: this process, local processes, SLURM

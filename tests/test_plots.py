@@ -18,20 +18,19 @@ from matplotlib.figure import Figure  # noqa: E402
 from imlib import plots, style, thumbnails  # noqa: E402
 from imlib.degradations import KINDS, PAPER_EVAL, degrade  # noqa: E402
 from imlib.evaluate import reliability_table  # noqa: E402
-from imlib.metrics import ece  # noqa: E402
+from imlib.metrics import METRICS, ece  # noqa: E402
 from imlib.report import class_information  # noqa: E402
 from imlib.style import VARIANT_COLORS, VARIANT_LABELS  # noqa: E402
 from imlib.results import (  # noqa: E402
     CLEAN_COLUMNS,
-    METRICS,
     ORDERS,
     RELIABILITY_COLUMNS,
     SWEEP_COLUMNS,
     EvalSettings,
 )
-from imlib.runs import VARIANTS as ALL_VARIANTS  # noqa: E402
+from imlib.variants import VARIANTS as ALL_VARIANTS  # noqa: E402
 
-VARIANTS = ("im", "baseline", "ls")  # out of order on purpose: figures use imlib.runs.VARIANTS
+VARIANTS = ("im", "baseline", "ls")  # out of order on purpose: figures use imlib.variants.VARIANTS
 ORDERED = ["baseline", "ls", "im"]
 SEEDS = (0, 1)
 LEVELS = (0.0, 0.5, 1.0)

@@ -14,9 +14,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import imlib.results as results_module
+from imlib.metrics import METRICS
 from imlib.results import (
     CLEAN_COLUMNS,
-    METRICS,
     PER_IMAGE_COLUMNS,
     RELIABILITY_COLUMNS,
     SWEEP_COLUMNS,
