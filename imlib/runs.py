@@ -8,6 +8,7 @@ its history (``read_history``) and its checkpoints, read safely (``load_model``)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import pickle
@@ -21,7 +22,7 @@ import torch
 from imlib._checks import check_choice, check_fraction, check_int
 from imlib.data import DATASETS, ImageData, load_dataset
 from imlib.degradations import PAPER_KINDS, DegradationConfig
-from imlib.io import read_jsonl
+from imlib.io import file_record, read_jsonl
 from imlib.labels import SPREADS
 from imlib.models import MODELS, build_model
 from imlib.variants import VARIANT_SPECS, VARIANTS
@@ -29,7 +30,7 @@ from imlib.variants import VARIANT_SPECS, VARIANTS
 __all__ = ["VARIANTS", "COMPILE_MODES", "NEUTRAL_FIELDS", "RETRAIN_HINT", "CHECKPOINTS",
            "TrainConfig", "RunFiles", "IncompleteRunError", "resolve_device",
            "check_same_settings", "read_checkpoint", "read_history", "completed_run",
-           "load_model"]
+           "load_model", "weights_digest"]
 
 SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("holdout", "test", "last")
@@ -322,7 +323,32 @@ def completed_run(config: TrainConfig) -> dict[str, Any]:
         raise IncompleteRunError(folder, "damaged", f"{files.best.name} is missing",
                                  RETRAIN_HINT)
     read_history(files.history, config.epochs)
+    _check_recorded_digests(files, result)
     return result
+
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 of a model's weights alone (every entry's name, dtype, shape and bytes, in
+    order): equal for equal weights, whatever else a checkpoint file stores (its folder, the
+    time, the job), so two runs compare by one field of their ``result.json``."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_recorded_digests(files: RunFiles, result: dict[str, Any]) -> None:
+    """Refuse a finished run whose ``best.pt`` or history is not the file its ``result.json``
+    recorded (replaced, edited or copied in); runs from before the digests were kept pass."""
+    for path, key in ((files.best, "best_sha256"), (files.history, "history_sha256")):
+        recorded = result.get(key)
+        if recorded is not None and file_record(path)["sha256"] != recorded:
+            raise IncompleteRunError(files.folder, "damaged",
+                                     f"{path.name} is not the file this run wrote (its sha256 "
+                                     f"differs from the one in {files.result.name}: replaced "
+                                     "or edited since)", RETRAIN_HINT)
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, TrainConfig]:

@@ -30,14 +30,14 @@ from torch import Tensor
 
 from imlib.data import ImageData, holdout_split, normalize
 from imlib.degradations import DegradationConfig, random_degrade
-from imlib.io import append_jsonl, atomic_save, atomic_write_text, provenance
+from imlib.io import append_jsonl, atomic_save, atomic_write_text, file_record, provenance
 from imlib.labels import soft_cross_entropy, soft_targets
 from imlib.models import build_model
 from imlib.nmi import nmi
 from imlib.progress import progress
 from imlib.runs import (RETRAIN_HINT, IncompleteRunError, RunFiles, TrainConfig,
                         check_same_settings, completed_run, read_checkpoint, read_history,
-                        resolve_device)
+                        resolve_device, weights_digest)
 from imlib.variants import VARIANT_SPECS, BatchDraws, variant_smoothing
 
 __all__ = ["RunResult", "TrainingBatch", "train", "crop_flip", "prepare", "clean_images",
@@ -376,8 +376,23 @@ def _start_over(run: RunState) -> None:
 
 def _reused(config: TrainConfig, result: dict[str, Any]) -> RunResult:
     files = RunFiles(config.out_dir)
+    print(f"{_label(config)}: reused (finished: {config.epochs} epochs, best epoch "
+          f"{result['best_epoch']})", flush=True)
     return RunResult(config, read_history(files.history, config.epochs), files.best, files.last,
                      result["best_epoch"], files.folder)
+
+
+PROGRESS_LINE_S = 30.0  # without progress bars, a line at least this often (and at the end)
+
+
+def _label(config: TrainConfig) -> str:
+    return f"{config.variant} seed {config.seed}"
+
+
+def _epoch_line(config: TrainConfig, record: dict[str, Any]) -> str:
+    return (f"{_label(config)}: epoch {record['epoch']}/{config.epochs}, train loss "
+            f"{record['train_loss']:.3f}, test acc {100 * record['test_acc']:.1f} %, "
+            f"{record['seconds']:.1f} s")
 
 
 def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunResult:
@@ -388,6 +403,13 @@ def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunR
     ``config.json``, ``history.jsonl``, ``last.pt``, ``best.pt`` (weights only), ``result.json``
     (written last: its presence marks a finished run), or ``diverged.json`` if it diverged.
     ``job`` (the launcher and job id that train the run: ``imlib.launch``) joins its provenance.
+    ``result.json`` records the sha256 of ``best.pt`` and of the history (readers check them:
+    :func:`imlib.runs.completed_run`) and a digest of the weights alone
+    (:func:`imlib.runs.weights_digest`: two runs with equal weights have equal digests).
+
+    It prints one line saying whether the run was reused, resumed or trained. Without progress
+    bars (headless, ``TQDM_DISABLE``) it prints an epoch line every epoch in a job (its log) and
+    at least every ``PROGRESS_LINE_S`` seconds inline, then a closing line.
     """
     if config.resume:
         try:
@@ -403,7 +425,12 @@ def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunR
         _start_over(run)
     run.files.diverged.unlink(missing_ok=True)
     steps = math.ceil(len(run.train.y) / config.batch_size)
-    label = f"{config.variant} seed {config.seed}"
+    label = _label(config)
+    print(f"{label}: training {config.epochs} epochs" if not done else
+          f"{label}: resuming at epoch {done + 1} of {config.epochs}" if done < config.epochs
+          else f"{label}: all {done} epochs saved, writing its result", flush=True)
+    every_epoch = bool(job) and job.get("launcher") not in (None, "inline")
+    last_line = time.monotonic()
     with progress(total=config.epochs * steps, initial=done * steps, desc=label, unit="step",
                   mininterval=2.0, dynamic_ncols=True) as bar:
         for epoch in range(done + 1, config.epochs + 1):
@@ -426,9 +453,19 @@ def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunR
             append_jsonl(record, run.files.history)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                             test_acc=f"{record['test_acc']:.3f}")
+            if bar.disable and epoch < config.epochs and (
+                    every_epoch or time.monotonic() - last_line >= PROGRESS_LINE_S):
+                print(_epoch_line(config, record), flush=True)
+                last_line = time.monotonic()
     best = run.history[run.best_epoch - 1]
     summary = {"completed": True, "best_epoch": run.best_epoch, "best": best,
-               "config": config.to_dict(), "provenance": run.provenance}
+               "config": config.to_dict(), "provenance": run.provenance,
+               "best_sha256": file_record(run.files.best)["sha256"],
+               "history_sha256": file_record(run.files.history)["sha256"],
+               "weights_sha256": weights_digest(run.model.state_dict()
+                                                if run.best_epoch == config.epochs else
+                                                read_checkpoint(run.files.best,
+                                                                ("model",))["model"])}
     atomic_write_text(json.dumps(summary, indent=2), run.files.result)
     if bar.disable:
         print(f"{label}: {config.epochs} epochs, best epoch {run.best_epoch}, test acc "

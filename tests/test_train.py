@@ -504,8 +504,41 @@ def test_reduce_overhead_falls_back_to_eager_on_the_cpu(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_logs_get_one_line_per_run(tmp_path, monkeypatch, capsys):
+def test_headless_logs_say_trained_resumed_or_reused_and_jobs_log_every_epoch(
+        tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    train(tiny(tmp_path, epochs=2, variant="ls", seed=3))
-    line = capsys.readouterr().out.strip()
-    assert line.startswith("ls seed 3: 2 epochs, best epoch ") and "test acc 0." in line
+    config = tiny(tmp_path, epochs=3, variant="ls", seed=3)
+    train(config, job={"launcher": "local", "job_id": "1"})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "ls seed 3: training 3 epochs"
+    assert [line.split(",")[0] for line in lines[1:3]] == ["ls seed 3: epoch 1/3",
+                                                           "ls seed 3: epoch 2/3"]
+    assert lines[3].startswith("ls seed 3: 3 epochs, best epoch ") and len(lines) == 4
+    train(config)
+    assert capsys.readouterr().out.startswith("ls seed 3: reused (finished: 3 epochs")
+    RunFiles(config.out_dir).result.unlink()  # killed after its last epoch, before the end
+    train(config)
+    assert capsys.readouterr().out.startswith("ls seed 3: all 3 epochs saved, writing its result")
+
+
+def test_result_binds_the_checkpoint_and_history_and_digests_the_weights(tmp_path):
+    first = tiny(tmp_path / "a", epochs=2)
+    second = tiny(tmp_path / "b", epochs=2)
+    train(first), train(second)
+    result_a = completed_run(first)
+    result_b = completed_run(second)
+    files_a, files_b = RunFiles(first.out_dir), RunFiles(second.out_dir)
+    # The same seed twice: the same weights, though the files differ (they name their folder).
+    assert files_a.best.read_bytes() != files_b.best.read_bytes()
+    assert result_a["weights_sha256"] == result_b["weights_sha256"]
+    other = tiny(tmp_path / "c", epochs=2, seed=1)
+    train(other)
+    assert completed_run(other)["weights_sha256"] != result_a["weights_sha256"]
+    # Another run's best.pt copied in, or an edited history: refused by name.
+    files_a.best.write_bytes(RunFiles(other.out_dir).best.read_bytes())
+    with pytest.raises(IncompleteRunError, match="best.pt is not the file this run wrote"):
+        completed_run(first)
+    history = files_b.history.read_text().replace('"test_acc": 0.', '"test_acc": 0.9', 1)
+    files_b.history.write_text(history)
+    with pytest.raises(IncompleteRunError, match="history.jsonl is not the file this run wrote"):
+        completed_run(second)
