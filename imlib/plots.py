@@ -68,7 +68,7 @@ from imlib.results import (
     summarize,
 )
 from imlib.paper import PAPER_TABLE1
-from imlib.report import CLASS_INFORMATION_COLUMNS
+from imlib.class_information import CLASS_INFORMATION_COLUMNS
 from imlib.variants import VARIANTS
 from imlib.style import (CHANCE_LABEL, GAP_COLOR, KIND_COLORS, KIND_LABELS, KIND_MARKERS,
                          REFERENCE_COLOR, TARGET_LABEL, VARIANT_COLORS, VARIANT_LABELS,

@@ -1,9 +1,9 @@
 """One training engine for every variant of the study.
 
 The variants (:mod:`imlib.variants`) differ only in the soft targets, and the clean reference in
-skipping the degradation; data, augmentation, model, optimiser and selection are the same code. The whole training set lives on
-the device as uint8, and each step runs there without a host sync; ``training_batch`` is the one
-place where a batch is made:
+skipping the degradation; data, augmentation, model, optimiser and selection are the same code.
+The whole training set lives on the device as uint8, and each step runs there without a host
+sync; ``training_batch`` is the one place where a batch is made:
 
     indices -> crop + flip -> random_degrade -> nmi -> eps -> targets -> normalise -> step
 

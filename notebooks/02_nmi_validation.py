@@ -29,7 +29,7 @@ from IPython.display import Markdown
 from imlib.degradations import KINDS, LEVELS, DegradationConfig, random_degrade
 from imlib.nmi_study import (BINS, eps_distribution, loop_vs_batched_throughput,
                              nmi_by_level, sample_images, save_nmi_study, sklearn_agreement)
-from imlib.report import nmi_floor, nmi_floor_summary
+from imlib.class_information import nmi_floor, nmi_floor_summary
 from imlib.study import load_params
 from imlib.style import BINS_PALETTE, KIND_COLORS, source_line
 

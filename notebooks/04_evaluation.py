@@ -41,8 +41,9 @@ from imlib.explorer import explorer, probe_grid, static_view, what_to_notice
 from imlib.plots import accuracy_vs_level, confidence_vs_nmi, nmi_vs_level, reliability_diagram
 from imlib.nmi_study import training_draws
 from imlib.plots import class_information_vs_nmi
-from imlib.report import (calibration_estimators, claim_figure_reading, class_information,
-                          class_information_summary, order_effect)
+from imlib.class_information import (claim_figure_reading, class_information,
+                                     class_information_summary)
+from imlib.report import calibration_estimators, order_effect
 from imlib.results import save_results, table1
 from imlib.runs import RunFiles, load_model
 from imlib.io import project_path

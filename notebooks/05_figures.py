@@ -37,7 +37,7 @@ from imlib.plots import (clean_metrics_bars, confidence_heatmap, confidence_kind
 from imlib.results import load_histories, load_results, write_record, write_table1
 from imlib.paper import PAPER_TABLE1
 from imlib.plots import class_information_vs_nmi
-from imlib.report import class_information
+from imlib.class_information import class_information
 from imlib.io import project_path
 from imlib.study import load_params
 from imlib.style import show_and_save

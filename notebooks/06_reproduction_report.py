@@ -27,11 +27,12 @@ from IPython.display import Markdown, display
 
 from imlib.io import project_path, provenance
 from imlib.nmi_study import load_nmi_study, sample_images
-from imlib.report import (calibration_estimators, class_information, class_information_summary,
-                          degradation_settings_effect, eval_class_note, nmi_floor,
-                          nmi_floor_summary, order_effect, protocol_comparison, provenance_note,
-                          selection_effect, spread_effect, study_banner, verdict_conclusion,
-                          verdict_display, verdict_table, write_verdicts)
+from imlib.class_information import (class_information, class_information_summary, nmi_floor,
+                                     nmi_floor_summary)
+from imlib.report import (calibration_estimators, degradation_settings_effect, eval_class_note,
+                          order_effect, protocol_comparison, provenance_note, selection_effect,
+                          spread_effect, study_banner)
+from imlib.verdicts import verdict_conclusion, verdict_display, verdict_table, write_verdicts
 from imlib.results import load_histories, load_results, run_provenance, summarize
 from imlib.study import load_params
 

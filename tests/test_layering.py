@@ -24,7 +24,8 @@ LAYERS = (
     ("train",),  # the engine
     ("launch",),  # where the runs train: this process, local processes, SLURM
     ("study", "results", "nmi_study", "evaluate", "corruptions"),  # the study and its results
-    ("thumbnails", "report", "plots", "explorer"),  # what a reader sees
+    # what a reader sees
+    ("thumbnails", "verdicts", "class_information", "report", "plots", "explorer"),
     ("pipeline",),  # the runner behind run_all.sh
 )
 RANK = {module: (layer, position) for layer, modules in enumerate(LAYERS)

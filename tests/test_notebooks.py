@@ -12,7 +12,7 @@ import torch
 from imlib.pipeline import notebooks, run
 from imlib.degradations import degrade
 from imlib.nmi import nmi
-from imlib.report import VERDICT_COLUMNS
+from imlib.verdicts import VERDICT_COLUMNS
 from imlib.results import load_results
 
 # 32 NMI bins, not the default 64: every stage must read the run's own setting.

@@ -19,7 +19,7 @@ from imlib import plots, style, thumbnails  # noqa: E402
 from imlib.degradations import KINDS, PAPER_EVAL, degrade  # noqa: E402
 from imlib.evaluate import reliability_table  # noqa: E402
 from imlib.metrics import METRICS, ece  # noqa: E402
-from imlib.report import class_information  # noqa: E402
+from imlib.class_information import class_information  # noqa: E402
 from imlib.style import VARIANT_COLORS, VARIANT_LABELS  # noqa: E402
 from imlib.results import (  # noqa: E402
     CLEAN_COLUMNS,

@@ -12,9 +12,9 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 
 from imlib.degradations import PAPER_EVAL, TRAIN, degrade
 from imlib.nmi import nmi
-from imlib.report import (CLAIMS, VERDICT_COLUMNS, VERDICTS, degradation_settings_effect,
-                          eval_class_note, median_accuracy_class, verdict_conclusion,
-                          verdict_display, verdict_table, write_verdicts)
+from imlib.report import degradation_settings_effect, eval_class_note, median_accuracy_class
+from imlib.verdicts import (CLAIMS, VERDICT_COLUMNS, VERDICTS, verdict_conclusion, verdict_display,
+                            verdict_table, write_verdicts)
 
 
 def _clean(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
@@ -113,7 +113,7 @@ def _draws(rows: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
 
 
 def test_nmi_floor_reads_the_end_of_each_curve_and_the_clamp_from_the_tables():
-    from imlib.report import nmi_floor, nmi_floor_summary
+    from imlib.class_information import nmi_floor, nmi_floor_summary
 
     # noise: never below 0.2; blur: one draw in four at the clamp; mosaic: most at the clamp,
     # one unchanged.
@@ -180,7 +180,7 @@ def _known_information() -> pd.DataFrame:
 
 
 def test_class_information_scales_the_best_variant_mean_from_chance_to_clean():
-    from imlib.report import class_information
+    from imlib.class_information import class_information
 
     info = class_information(_known_information(), K_INFO).set_index(["kind", "level"])
     chance, clean = 1 / K_INFO, 0.9
@@ -200,7 +200,7 @@ def test_class_information_scales_the_best_variant_mean_from_chance_to_clean():
 
 
 def test_class_information_refuses_sweeps_without_clean_level_or_learning():
-    from imlib.report import class_information
+    from imlib.class_information import class_information
 
     sweeps = _known_information()
     with pytest.raises(ValueError, match="level-0"):
@@ -210,7 +210,7 @@ def test_class_information_refuses_sweeps_without_clean_level_or_learning():
 
 
 def test_miscount_and_summary_say_where_nmi_under_and_over_counts():
-    from imlib.report import class_information, class_information_summary, nmi_miscount
+    from imlib.class_information import class_information, class_information_summary, nmi_miscount
 
     sweeps = _known_information()
     info = class_information(sweeps, K_INFO)
@@ -402,7 +402,7 @@ def test_the_evaluation_class_rule_picks_the_class_of_median_accuracy():
 
 
 def test_claim_figure_reading_places_each_variant_against_im_s_line():
-    from imlib.report import claim_figure_reading
+    from imlib.class_information import claim_figure_reading
 
     # Mosaic at NMI 1, 0.5, 0: IM's target 1, 0.5, 0.1. The baseline stays at 100 % on degraded
     # images (above the line) but gives clean images 60 % at 90 % accuracy; IM sits on its line
@@ -428,7 +428,7 @@ def test_claim_figure_reading_places_each_variant_against_im_s_line():
 
 
 def test_training_draws_summary_counts_what_training_feeds_the_models():
-    from imlib.report import training_draws_summary
+    from imlib.class_information import training_draws_summary
 
     draws = _draws({"mosaic": [(0.1, 1.0), (0.6, 0.05)], "blur": [(0.5, 0.2), (0.95, 0.92)]})
     text = training_draws_summary(draws, max_eps=0.9)
