@@ -62,7 +62,7 @@ with pd.option_context("display.max_colwidth", None):
 # %%
 from imlib.data import synthetic_cues
 from imlib.nmi_study import training_draws
-from imlib.plots import training_draws_figure
+from imlib.information_plots import training_draws_figure
 from imlib.class_information import training_draws_summary
 from imlib.thumbnails import class_gallery
 

@@ -38,9 +38,10 @@ from IPython.display import Markdown, display
 from imlib.degradations import PAPER_EVAL, TRAIN
 from imlib.evaluate import evaluate_study
 from imlib.explorer import explorer, probe_grid, static_view, what_to_notice
-from imlib.plots import accuracy_vs_level, confidence_vs_nmi, nmi_vs_level, reliability_diagram
+from imlib.information_plots import confidence_vs_nmi, nmi_vs_level
+from imlib.plots import accuracy_vs_level, reliability_diagram
 from imlib.nmi_study import training_draws
-from imlib.plots import class_information_vs_nmi
+from imlib.information_plots import class_information_vs_nmi
 from imlib.class_information import (claim_figure_reading, class_information,
                                      class_information_summary)
 from imlib.report import calibration_estimators, order_effect

@@ -25,7 +25,8 @@ LAYERS = (
     ("launch",),  # where the runs train: this process, local processes, SLURM
     ("study", "results", "nmi_study", "evaluate", "corruptions"),  # the study and its results
     # what a reader sees
-    ("thumbnails", "verdicts", "class_information", "report", "plots", "explorer"),
+    ("thumbnails", "verdicts", "class_information", "report", "figure_parts", "plots",
+     "information_plots", "explorer"),
     ("pipeline",),  # the runner behind run_all.sh
 )
 RANK = {module: (layer, position) for layer, modules in enumerate(LAYERS)

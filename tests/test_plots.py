@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from matplotlib.colors import same_color, to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from imlib import plots, style, thumbnails  # noqa: E402
+from imlib import information_plots, plots, style, thumbnails  # noqa: E402
 from imlib.degradations import KINDS, PAPER_EVAL, degrade  # noqa: E402
 from imlib.evaluate import reliability_table  # noqa: E402
 from imlib.metrics import METRICS, ece  # noqa: E402
@@ -333,23 +333,25 @@ def test_every_figure_names_its_source_and_keeps_legends_and_percent_axes_in_pla
         "confidence_per_kind": plots.confidence_per_kind(sweeps, num_classes=K, **SOURCE),
         "confidence_kinds_overlaid": plots.confidence_kinds_overlaid(sweeps, num_classes=K,
                                                                      **SOURCE),
-        "confidence_vs_nmi": plots.confidence_vs_nmi(sweeps, EvalSettings(), num_classes=K,
-                                                     **SOURCE),
+        "confidence_vs_nmi": information_plots.confidence_vs_nmi(
+            sweeps, EvalSettings(), num_classes=K, **SOURCE),
         "accuracy_vs_level": plots.accuracy_vs_level(sweeps, num_classes=K, **SOURCE),
         "reliability_diagram": plots.reliability_diagram(reliability[0], **SOURCE),
         "variant_targets": plots.variant_targets({"im": torch.full((4,), 0.25)}, list("abcd"), 0,
                                                  **SOURCE),
-        "class_information_vs_nmi": plots.class_information_vs_nmi(
+        "class_information_vs_nmi": information_plots.class_information_vs_nmi(
             class_information(sweeps, K), EvalSettings(), **SOURCE),
-        "training_draws_figure": plots.training_draws_figure(
+        "training_draws_figure": information_plots.training_draws_figure(
             pd.DataFrame({"kind": list(KINDS), "level": [0.2, 0.4, 0.6, 0.8],
                           "eps": [0.1, 0.3, 0.5, 0.9]}), 0.9, **SOURCE),
     }
-    assert set(figures) | {"nmi_vs_level"} == set(plots.__all__)  # every figure of the module
+    every = set(plots.__all__) | set(information_plots.__all__)
+    assert set(figures) | {"nmi_vs_level"} == every  # every figure of the two modules
     for name, fig in figures.items():
         assert fig.get_suptitle().endswith("\nsynthetic set, paper protocol"), name
         assert all(ax.get_legend() is None for ax in fig.axes), name  # legends outside the data
-    cifar = plots.nmi_vs_level(sweeps, EvalSettings(), dataset="cifar100")  # no protocol: no model
+    # no protocol: no model
+    cifar = information_plots.nmi_vs_level(sweeps, EvalSettings(), dataset="cifar100")
     assert cifar.get_suptitle().endswith("\nCIFAR-100") and cifar.legends
     percent = {"confidence_vs_level": [0], "confidence_per_kind": range(len(KINDS)),
                "confidence_kinds_overlaid": [0], "confidence_vs_nmi": range(len(ORDERED)),
@@ -367,7 +369,7 @@ def test_one_seed_has_no_spread_in_any_label():
     figures = [plots.confidence_vs_level(one, num_classes=K, **SOURCE),
                plots.confidence_per_kind(one, num_classes=K, **SOURCE),
                plots.confidence_heatmap(one, **SOURCE),
-               plots.confidence_vs_nmi(one, EvalSettings(), num_classes=K, **SOURCE),
+               information_plots.confidence_vs_nmi(one, EvalSettings(), num_classes=K, **SOURCE),
                plots.accuracy_vs_level(one, num_classes=K, **SOURCE)]
     for fig in figures:
         assert "±" not in all_text(fig) and " sd" not in all_text(fig)
@@ -423,7 +425,7 @@ def test_confidence_kinds_overlaid_is_the_papers_view_of_one_variant(sweeps):
 def test_confidence_vs_nmi_draws_ims_target_line(sweeps, spread):
     max_eps = 0.8
     settings = EvalSettings(max_eps=max_eps, spread=spread, nmi_bins=32)
-    fig = plots.confidence_vs_nmi(sweeps, settings, num_classes=K, **SOURCE)
+    fig = information_plots.confidence_vs_nmi(sweeps, settings, num_classes=K, **SOURCE)
     assert [ax.get_title() for ax in fig.axes] == [VARIANT_LABELS[v] for v in ORDERED]
     assert all(ax.get_xlabel().endswith(", 32 bins") for ax in fig.axes)
     for ax in fig.axes:
@@ -491,7 +493,7 @@ def test_reliability_diagram_shows_each_bins_count(reliability):
 
 
 def test_nmi_vs_level(sweeps):
-    fig = plots.nmi_vs_level(sweeps, EvalSettings(nmi_bins=32), dataset="synthetic")
+    fig = information_plots.nmi_vs_level(sweeps, EvalSettings(nmi_bins=32), dataset="synthetic")
     (ax,) = fig.axes  # the right-hand eps scale is a secondary axis of it
     assert "32 bins" in fig.get_suptitle()
     lines = ax.get_lines()
@@ -573,7 +575,7 @@ def test_bad_arguments_raise_naming_the_argument(sweeps, clean, reliability):
     with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
         plots.confidence_per_kind(sweeps, num_classes=1, **SOURCE)
     with pytest.raises(ValueError, match="settings must be the evaluation's"):
-        plots.confidence_vs_nmi(sweeps, {"max_eps": 0.9}, num_classes=K, **SOURCE)
+        information_plots.confidence_vs_nmi(sweeps, {"max_eps": 0.9}, num_classes=K, **SOURCE)
     with pytest.raises(ValueError, match="condition must be one of"):
         plots.reliability_diagram(reliability[0], condition="blur_0.5", **SOURCE)
     with pytest.raises(ValueError, match="clean holds unknown variant"):
@@ -597,7 +599,7 @@ def test_class_information_vs_nmi_draws_one_line_per_kind_and_the_references(spr
          "class_information": rng.uniform(0, 1)}
         for k in ("mosaic", "blur") for d in (1.0, 0.0, 0.5)])  # levels out of order on purpose
     settings = EvalSettings(max_eps=0.8, spread=spread)
-    fig = plots.class_information_vs_nmi(information, settings, **SOURCE)
+    fig = information_plots.class_information_vs_nmi(information, settings, **SOURCE)
     (ax,) = fig.axes
     assert ax.get_xlim() == (-0.02, 1.02) and ax.get_ylim() == (-0.02, 1.02)
     assert "NMI" in ax.get_xlabel() and "Class information" in ax.get_ylabel()
@@ -618,15 +620,15 @@ def test_class_information_vs_nmi_draws_one_line_per_kind_and_the_references(spr
     eps = np.clip(1 - nmi, 0, 0.8)
     np.testing.assert_allclose(target.get_ydata(), 1 - eps + (eps / K if spread == "all" else 0))
     with pytest.raises(ValueError, match="class_information"):
-        plots.class_information_vs_nmi(information.drop(columns="class_information"), settings,
-                                       **SOURCE)
+        information_plots.class_information_vs_nmi(
+            information.drop(columns="class_information"), settings, **SOURCE)
 
 
 def test_training_draws_figure_stacks_the_draws_of_each_kind():
     rng = _rng(4)
     draws = pd.DataFrame({"kind": rng.choice(["blur", "dropout"], 300),
                           "level": rng.random(300), "eps": rng.uniform(0, 0.9, 300)})
-    fig = plots.training_draws_figure(draws, 0.9, **SOURCE)
+    fig = information_plots.training_draws_figure(draws, 0.9, **SOURCE)
     level_ax, eps_ax = fig.axes
     for ax, column in ((level_ax, "level"), (eps_ax, "eps")):
         for kind in ("blur", "dropout"):  # each kind's bars, told apart by the kind's colour

@@ -12,7 +12,8 @@ import torch
 
 from imlib.degradations import KIND_SPECS, KINDS, Kind
 from imlib.evaluate import evaluate_study
-from imlib.plots import clean_metrics_bars, confidence_per_kind, confidence_vs_nmi
+from imlib.information_plots import confidence_vs_nmi
+from imlib.plots import clean_metrics_bars, confidence_per_kind
 from imlib.results import eval_settings, table1
 from imlib.runs import TrainConfig
 from imlib.study import load_params, pinned
