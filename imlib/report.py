@@ -21,6 +21,7 @@ from imlib.labels import true_class_target
 from imlib.metrics import ece, ece_paper_script
 from imlib.nmi_study import nmi_by_level
 from imlib.results import summarize
+from imlib.style import DATASET_LABELS
 from imlib.variants import VARIANT_SPECS
 
 if TYPE_CHECKING:
@@ -162,13 +163,16 @@ def study_banner(params: StudyParams, n_test: int) -> str:
     """The report's opening line, from the run's actual settings (Markdown); on data other
     than CIFAR-100 it says plainly that the paper's numbers cannot be confirmed by it."""
     training = params.training
+    name = DATASET_LABELS.get(training.dataset, training.dataset)
     data = (f"CIFAR-100 ({n_test:,} test images)" if training.dataset == "cifar100"
-            else f"the synthetic data set ({params.num_classes} classes, {n_test:,} test images)")
+            else f"the {name} ({params.num_classes} classes, {n_test:,} test images)")
     seeds = len(params.seeds)
     text = (f"**This run:** profile `{params.profile}`, {data}, model `{training.model}`, "
             f"{training.epochs} epochs, {seeds} seed{'s' if seeds > 1 else ''} "
             f"({', '.join(map(str, params.seeds))}), protocols {', '.join(params.protocols)}, "
-            f"variants {', '.join(params.variants)}.")
+            f"variants {', '.join(params.variants)}"
+            + (f", and under the paper protocol the controls {', '.join(params.ablations)}"
+               if params.ablations else "") + ".")
     if training.dataset != "cifar100" or training.model != "resnet18":
         text += ("\n\n**The paper's CIFAR-100 numbers cannot be confirmed by this run.** It "
                  "is not the paper's data set or model; each verdict below says only whether "

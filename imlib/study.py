@@ -91,6 +91,9 @@ class StudyParams:
     runs_dir: str
     figures_dir: str
     protocols: tuple[str, ...] = ("paper",)
+    # The companion's own controls (imlib.variants: level, im-binned, clean), trained under the
+    # paper protocol only: the public code, which the reference-code protocol follows, has none.
+    ablations: tuple[str, ...] = ()
     eval_class: int = 0  # the class of Figs. 3-5 (apple in CIFAR-100)
     eval_degradation: str = "paper_eval"  # constants of the sweeps: paper_eval | train
     nmi_pairs: int = 512  # image pairs of notebook 02's NMI validation
@@ -105,6 +108,11 @@ class StudyParams:
             raise ValueError(f"training must be a TrainConfig, got {type(self.training).__name__}")
         object.__setattr__(self, "variants", check_names(self.variants, VARIANTS, "variants"))
         object.__setattr__(self, "protocols", check_names(self.protocols, PROTOCOLS, "protocols"))
+        object.__setattr__(self, "ablations", () if not self.ablations else
+                           check_names(self.ablations, VARIANTS, "ablations"))
+        both = sorted(set(self.variants) & set(self.ablations))
+        if both:
+            raise ValueError(f"ablations must not repeat variants, got {both} in both")
         object.__setattr__(self, "seeds", _check_seeds(self.seeds))
         if self.protocol is None:
             object.__setattr__(self, "protocol", self.protocols[0])
@@ -147,6 +155,16 @@ class StudyParams:
             fields.update(pinned(variant))
         return dataclasses.replace(self.training, **fields)
 
+    def variants_for(self, protocol: str) -> tuple[str, ...]:
+        """The variants trained under ``protocol``: ``variants``, and under the paper protocol
+        the ``ablations`` too."""
+        return self.variants + (self.ablations if protocol == "paper" else ())
+
+    @property
+    def all_variants(self) -> tuple[str, ...]:
+        """Every variant any protocol of the study trains."""
+        return self.variants_for("paper") if "paper" in self.protocols else self.variants
+
     def runs(self, protocol: str | None = None) -> list[StudyRun]:
         """Every run of the study (protocol x variant x seed), or of one protocol, in order."""
         protocols = self.protocols if protocol is None else (protocol,)
@@ -154,7 +172,7 @@ class StudyParams:
         for name in protocols:
             params = self.for_protocol(name)
             runs += [StudyRun(name, variant, seed, params.train_config(variant, seed))
-                     for variant in self.variants for seed in self.seeds]
+                     for variant in self.variants_for(name) for seed in self.seeds]
         return runs
 
     def for_protocol(self, protocol: str) -> StudyParams:
@@ -205,7 +223,9 @@ class StudyParams:
         """One line naming the study, for the notebooks other than 03, which tables every
         setting (:meth:`settings`) once."""
         return (f"profile {self.profile}: {self.training.dataset} data, {self.training.model}, "
-                f"protocols {', '.join(self.protocols)}, variants {', '.join(self.variants)}, "
+                f"protocols {', '.join(self.protocols)}, variants {', '.join(self.variants)}"
+                + (f" (and under the paper protocol {', '.join(self.ablations)})"
+                   if self.ablations else "") + ", "
                 f"seeds {', '.join(map(str, self.seeds))} (notebook 03 tables every setting)")
 
     def settings(self) -> pd.DataFrame:
@@ -213,6 +233,7 @@ class StudyParams:
         protocol (the reference-code column shows the settings as they vary per variant)."""
         rows: dict[str, dict[str, str]] = {}
         study = {"profile": self.profile, "variants": ", ".join(self.variants),
+                 "ablations (paper protocol)": ", ".join(self.ablations) or "none",
                  "seeds": ", ".join(map(str, self.seeds)), "eval class": str(self.eval_class),
                  "eval degradation": self.eval_degradation}
         for protocol in self.protocols:
@@ -289,7 +310,7 @@ def profiles() -> list[str]:
 
 
 _PATH_FIELDS = ("runs_dir", "figures_dir", "cifar100c_dir", "data_root")
-_LIST_FIELDS = ("variants", "protocols", "seeds", "degrade_kinds")
+_LIST_FIELDS = ("variants", "ablations", "protocols", "seeds", "degrade_kinds")
 STUDY_FIELDS = tuple(f.name for f in dataclasses.fields(StudyParams)
                      if f.name not in ("training", "protocol"))
 

@@ -147,7 +147,7 @@ steps.head(8).round(2)
 # %%
 draws = BatchDraws(labels, kinds, levels, nmi_values, generator=None)
 smoothing = {variant: variant_smoothing(params.train_config(variant, params.seeds[0]), draws)
-             for variant in params.variants}
+             for variant in params.all_variants}
 for variant, (eps, _) in smoothing.items():
     steps[f"ε {variant}"] = eps.tolist()
 steps.head(8).round(2)

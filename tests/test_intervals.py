@@ -86,3 +86,19 @@ def test_one_seed_gives_the_difference_without_an_interval_and_bad_input_is_name
         difference_interval(torch.ones(3, 10), torch.ones(3, 11))
     with pytest.raises(ValueError, match="NaN"):
         difference_interval(torch.full((3, 10), math.nan), torch.ones(3, 10))
+
+
+def test_degrees_of_freedom_follow_welch_on_seed_terms_and_never_exceed_the_pooled_seeds():
+    g = torch.Generator().manual_seed(4)
+    # No image noise at all: the image term vanishes and df is Welch-Satterthwaite's on the
+    # two seed variances, computed here by hand.
+    a = torch.tensor([0.50, 0.56, 0.49])[:, None].repeat(1, 50)
+    b = torch.tensor([0.40, 0.41, 0.43, 0.39])[:, None].repeat(1, 50)
+    va, vb = float(a[:, 0].var()) / 3, float(b[:, 0].var()) / 4
+    welch = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
+    interval = difference_interval(a, b, resamples=100)
+    assert interval.df == pytest.approx(welch, rel=1e-6) and welch < 5
+    # Image noise far above the seed noise: Welch with the image term as known would exceed
+    # n_a + n_b - 2 = 4; the cap holds it there.
+    a, b = _study(g, seed_sd=1e-4, image_sd=0.3, interaction_sd=1e-3)
+    assert difference_interval(a, b, resamples=200).df == 4
