@@ -5,6 +5,7 @@ carry, and the prose read from those numbers.
 
 from __future__ import annotations
 
+import math
 
 import pandas as pd
 
@@ -51,6 +52,11 @@ def nmi_floor(eps: pd.DataFrame, by_level: pd.DataFrame, max_eps: float = 0.9) -
 NMI_ZERO = 0.05  # NMI at or below this reads as "no information left" in the prose
 
 
+def _floor2(value: float) -> str:
+    """``value`` rounded *down* to 2 decimals, so that "NMI ≥ 0.19" stays true of 0.198."""
+    return f"{math.floor(100 * value) / 100:.2f}"
+
+
 def nmi_floor_summary(floor: pd.DataFrame, max_eps: float = 0.9) -> str:
     """:func:`nmi_floor` in words (Markdown), every number from the table: which kinds keep
     NMI above ``NMI_ZERO`` at their strongest level, and per kind how graded eps is and how
@@ -74,7 +80,8 @@ def nmi_floor_summary(floor: pd.DataFrame, max_eps: float = 0.9) -> str:
         clamp = (f"most draws ({100 * row.at_clamp:.0f} %) at the {max_eps:g} clamp"
                  if row.at_clamp > 0.5 else
                  f"{100 * row.at_clamp:.0f} % of draws at the {max_eps:g} clamp" if row.at_clamp > 0
-                 else f"never at the {max_eps:g} clamp (NMI ≥ {row.lowest_nmi:.2f} in every draw)")
+                 else f"never at the {max_eps:g} clamp (NMI ≥ {_floor2(row.lowest_nmi)} in every "
+                      "draw)")
         unchanged = (f", {100 * row.unchanged:.0f} % unchanged (eps 0)" if row.unchanged > 0
                      else "")
         parts.append(f"`{kind}`: NMI {row.nmi_at_max_level:.2f} at d = {row.max_level:g}, eps "

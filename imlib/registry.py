@@ -98,6 +98,10 @@ class Registry(Mapping[str, Spec], Generic[Spec]):
             raise ValueError(f"unknown {self.what} {name!r}; registered: "
                              f"{list(self._specs)}") from None
 
+    def get(self, name: str, default: Spec | None = None) -> Spec | None:
+        """The spec called ``name``, or ``default`` when none is."""
+        return self._specs.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
 

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from imlib.degradations import PAPER_EVAL, TRAIN
+from imlib.runs import completed_run
 from imlib.labels import true_class_target
 from imlib.metrics import ece, ece_paper_script
 from imlib.nmi_study import nmi_by_level
@@ -25,11 +26,12 @@ from imlib.style import DATASET_LABELS
 from imlib.variants import VARIANT_SPECS
 
 if TYPE_CHECKING:
-    from imlib.study import StudyParams
+    from imlib.study import StudyParams, StudyRun
 
 __all__ = ["selection_effect", "spread_effect", "calibration_estimators",
            "degradation_settings_effect", "protocol_comparison", "order_effect", "class_accuracy",
-           "median_accuracy_class", "eval_class_note", "study_banner", "provenance_note"]
+           "median_accuracy_class", "eval_class_note", "convergence_note", "study_banner",
+           "provenance_note"]
 
 
 def selection_effect(histories: pd.DataFrame) -> pd.DataFrame:
@@ -157,6 +159,24 @@ def eval_class_note(per_image: pd.DataFrame, eval_class: int, class_names: Seque
         return text + "It is the class of median accuracy."
     return text + (f"The class of median accuracy is {median} (`{class_names[median]}`, "
                    f"{100 * accuracy[median]:.1f} %).")
+
+
+def convergence_note(runs: Sequence[StudyRun]) -> str:
+    """Whether the runs trained long enough to stop improving (Markdown): per protocol, how many
+    runs selected their last epoch (by their selection rule, from ``result.json``). Such a run
+    was still improving when it stopped, and what its verdicts say is about a model early in
+    training. Every run must be complete (:func:`imlib.runs.completed_run`)."""
+    by_protocol: dict[str, list[bool]] = {}
+    for run in runs:
+        best = completed_run(run.config)["best_epoch"]
+        by_protocol.setdefault(run.protocol, []).append(best == run.config.epochs)
+    parts = []
+    for protocol, at_last in by_protocol.items():
+        n, last = len(at_last), sum(at_last)
+        parts.append(f"`{protocol}`: {last} of {n} runs selected their last epoch"
+                     + (" (still improving when training stopped: not converged)" if last
+                        else " (every run had stopped improving)"))
+    return "**Convergence.** " + "; ".join(parts) + "."
 
 
 def study_banner(params: StudyParams, n_test: int) -> str:

@@ -13,8 +13,6 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 from imlib.degradations import PAPER_EVAL, TRAIN, degrade
 from imlib.nmi import nmi
 from imlib.report import degradation_settings_effect, eval_class_note, median_accuracy_class
-from imlib.verdicts import (CLAIMS, VERDICT_COLUMNS, VERDICTS, verdict_conclusion, verdict_display,
-                            verdict_table, write_verdicts)
 
 
 def _clean(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
@@ -85,7 +83,6 @@ def test_protocol_comparison_and_order_effect_against_hand_means():
 
 def test_calibration_estimators_agree_with_torchmetrics_and_show_the_script_s_floor():
     import torch
-    from torchmetrics.functional.classification import multiclass_calibration_error
 
     from imlib.report import calibration_estimators
 
@@ -238,153 +235,6 @@ def test_miscount_and_summary_say_where_nmi_under_and_over_counts():
     over = text.split("Where NMI over-counts it")[1]
     assert over.startswith(" (1 conditions), IM is taught to be about 25 % sure")
     assert "classifies 10 % right" in over
-
-
-# --- the verdicts: per-image tables built here, with known answers ------------------------------
-
-EVAL_CLASS = 3
-
-
-def _per_image(spec: dict[str, dict[str, list[float]]], images: int = 600, classes: int = 10,
-               seed: int = 0) -> pd.DataFrame:
-    """Per-image tables of two-class predictions: ``spec[variant]`` gives per seed its share of
-    right images ``accuracy`` (drawn image by image), its top-1 ``confidence`` (+- 0.05 per
-    image) and its mean true-class probability under mosaic at ``low`` and ``high``
-    distortion (+- 0.1 per image)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for variant, values in spec.items():
-        for s, accuracy in enumerate(values["accuracy"]):
-            correct = (rng.random(images) < accuracy).astype(int)
-            top = np.clip(values.get("confidence", [0.8] * 3)[s]
-                          + rng.uniform(-0.05, 0.05, images), 0.5, 1)
-            true = np.where(correct == 1, top, 1 - top)
-            frames.append(pd.DataFrame({
-                "variant": variant, "seed": s, "image": np.arange(images),
-                "label": np.arange(images) % classes, "clean_correct": correct,
-                "clean_top_prob": top, "clean_true_prob": true, "clean_nll": -np.log(true),
-                "degraded_correct": (rng.random(images) < accuracy - 0.2).astype(float),
-                "mosaic_low_true_prob": np.clip(values.get("low", [0.5] * 3)[s]
-                                                + rng.uniform(-0.1, 0.1, images), 0, 1),
-                "mosaic_high_true_prob": np.clip(values.get("high", [0.3] * 3)[s]
-                                                 + rng.uniform(-0.1, 0.1, images), 0, 1)}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def _row(table: pd.DataFrame, text_start: str, subset: str = "all",
-         protocol: str = "paper") -> pd.Series:
-    rows = table[table["claim"].str.startswith(text_start) & (table["subset"] == subset)
-                 & (table["protocol"] == protocol)]
-    assert len(rows) == 1, (text_start, subset, protocol)
-    return rows.iloc[0]
-
-
-def test_a_real_difference_is_reproduced_seed_noise_is_not_and_the_wrong_side_contradicts():
-    # IM right on 90 % of the images and the baseline on 70 %, small seed noise; LS drawn from
-    # the baseline's distribution but with seeds spread wider than their difference from it.
-    table = verdict_table({"paper": _per_image({
-        "baseline": {"accuracy": [0.69, 0.70, 0.71]},
-        "im": {"accuracy": [0.89, 0.90, 0.91]},
-        "ls": {"accuracy": [0.64, 0.76, 0.70]},
-        "level": {"accuracy": [0.95, 0.96, 0.97]}})}, EVAL_CLASS)
-    assert set(table["verdict"]) <= set(VERDICTS)
-    top1 = _row(table, "IM's top-1 above the baseline")
-    assert top1["verdict"] == "reproduced" and top1["seeds"] == 3
-    assert top1["low"] > 0 and top1["difference"] == pytest.approx(0.2, abs=0.03)
-    noise = verdict_table({"paper": _per_image({"baseline": {"accuracy": [0.69, 0.70, 0.71]},
-                                                "ls": {"accuracy": [0.64, 0.76, 0.70]},
-                                                "im": {"accuracy": [0.75, 0.63, 0.69]}})},
-                          EVAL_CLASS)
-    assert _row(noise, "IM's top-1 above the baseline")["verdict"] == "inconclusive"
-    assert _row(noise, "IM's top-1 above LS")["verdict"] == "inconclusive"
-    assert _row(table, "IM's top-1 above the level")["verdict"] == "contradicted"
-
-
-def test_fewer_than_three_seeds_are_never_reproduced():
-    # A difference whose interval lies above 0 even with 2 seeds (t with 1 df: 12.7).
-    spec = {"baseline": {"accuracy": [0.5, 0.5]}, "im": {"accuracy": [0.99, 0.99]}}
-    two = _row(verdict_table({"paper": _per_image(spec)}, EVAL_CLASS),
-               "IM's top-1 above the baseline")
-    assert two["verdict"] == "too few seeds (2)" and two["low"] > 0
-    one = _row(verdict_table({"paper": _per_image({v: {"accuracy": s["accuracy"][:1]}
-                                                   for v, s in spec.items()})}, EVAL_CLASS),
-               "IM's top-1 above the baseline")
-    assert one["verdict"] == "too few seeds (1)" and np.isnan(one["low"])
-
-
-def test_ls_calibrates_best_needs_both_comparisons_and_the_ece_is_torchmetrics():
-    # The baseline is calibrated (confidence = accuracy), LS a little and IM much less so.
-    spec = {"baseline": {"accuracy": [0.8] * 3, "confidence": [0.8] * 3},
-            "ls": {"accuracy": [0.8] * 3, "confidence": [0.9] * 3},
-            "im": {"accuracy": [0.8] * 3, "confidence": [0.6] * 3}}
-    per_image = _per_image(spec)
-    table = verdict_table({"paper": per_image}, EVAL_CLASS)
-    assert _row(table, "LS calibrates best (1 of 2)")["verdict"] == "contradicted"
-    assert _row(table, "LS calibrates best (2 of 2)")["verdict"] == "reproduced"
-    # the two-class predictions the table was made of, and torchmetrics' ECE of each seed
-    expected = []
-    for _, run in per_image[per_image["variant"] == "ls"].groupby("seed"):
-        top = torch.tensor(run["clean_top_prob"].to_numpy())
-        labels = torch.tensor(1 - run["clean_correct"].to_numpy())
-        expected.append(float(multiclass_calibration_error(
-            torch.stack([top, 1 - top], 1), labels, num_classes=2, n_bins=15, norm="l1")))
-    row = _row(table, "LS calibrates best (1 of 2)")
-    assert row["variant_value"] == pytest.approx(np.mean(expected), abs=1e-6)
-
-
-def test_both_parts_of_the_confidence_sentence_on_all_images_and_on_the_class():
-    # IM starts higher (0.6 vs 0.4) and falls further (to 0.1 vs 0.35): part 1 holds, part 2
-    # fails; on the evaluation class IM starts lower (0.2), so part 1 fails there.
-    spec = {"baseline": {"accuracy": [0.8] * 3, "low": [0.4] * 3, "high": [0.35] * 3},
-            "im": {"accuracy": [0.8] * 3, "low": [0.6] * 3, "high": [0.1] * 3}}
-    per_image = _per_image(spec)
-    in_class = (per_image["variant"] == "im") & (per_image["label"] == EVAL_CLASS)
-    per_image.loc[in_class, "mosaic_low_true_prob"] = 0.2
-    table = verdict_table({"paper": per_image}, EVAL_CLASS)
-    assert _row(table, "Fig. 3 (part 1)", "all")["verdict"] == "reproduced"
-    assert _row(table, "Fig. 3 (part 1)", "class")["verdict"] == "contradicted"
-    assert _row(table, "Fig. 3 (part 2)", "all")["verdict"] == "contradicted"
-    drop = _row(table, "Fig. 3 (part 2)", "all")
-    # 9 images in 10 fall from 0.6 to 0.1, those of the class from 0.2 to 0.1
-    assert drop["variant_value"] == pytest.approx(0.9 * 0.5 + 0.1 * 0.1, abs=0.02)
-    assert drop["other_value"] == pytest.approx(0.05, abs=0.02)
-    assert f"class {EVAL_CLASS}" in _row(table, "Fig. 3 (part 1)", "class")["measured"]
-
-
-def test_untestable_claims_two_protocols_the_display_and_the_paper_s_numbers():
-    spec = {"baseline": {"accuracy": [0.69, 0.70, 0.71]}, "im": {"accuracy": [0.89, 0.90, 0.91]}}
-    worse = {"baseline": spec["im"], "im": spec["baseline"]}
-    no_high = _per_image(spec).assign(mosaic_high_true_prob=np.nan)  # levels never swept
-    table = verdict_table({"paper": no_high, "reference-code": _per_image(worse)}, EVAL_CLASS)
-    assert _row(table, "IM's top-1 above LS")["verdict"] == "not testable on this data"
-    assert _row(table, "Fig. 3 (part 2)")["verdict"] == "not testable on this data"
-    assert _row(table, "IM's top-1 above the baseline",
-                protocol="reference-code")["verdict"] == "contradicted"
-    # paper.txt, Table 1: IM 63.24 / ECE 0.1366 / CE 1.5724; LS 55.94 / 0.1121; base 55.43 / 0.1738
-    assert _row(table, "IM's top-1 above the baseline")["paper"] == "63.24 vs 55.43 %"
-    assert _row(table, "LS calibrates best (1 of 2)")["paper"] == "0.1121 vs 0.1738"
-    assert _row(table, "IM's CE below LS")["paper"] == "1.5724 vs 1.7069"
-    shown = verdict_display(table)
-    assert len(shown) == len(CLAIMS)
-    cell = shown.loc["IM's top-1 above the baseline's",
-                     "paper protocol: difference [95 % interval] (values)"]
-    assert cell.startswith("+20.") and "pts" in cell and " vs " in cell
-    assert (shown.loc["IM's top-1 above LS's", "paper protocol: verdict"]
-            == "not testable on this data")
-    conclusion = verdict_conclusion(table)
-    assert "Under the `reference-code` protocol" in conclusion
-    assert "*IM's top-1 above the baseline's*" in conclusion  # reproduced under paper
-
-
-def test_the_conclusion_names_too_few_seeds_and_the_file_is_rewritten(tmp_path):
-    table = verdict_table({"paper": _per_image({"baseline": {"accuracy": [0.7, 0.7]},
-                                                "im": {"accuracy": [0.9, 0.9]}})}, EVAL_CLASS)
-    assert "no claim is judged: 2 seed(s)" in verdict_conclusion(table)
-    for _ in range(2):  # notebook 06 rerun
-        path = write_verdicts(table, tmp_path / "eval", EVAL_CLASS)
-    written = pd.read_csv(path)
-    assert tuple(written.columns) == VERDICT_COLUMNS and len(written) == len(table)
-    assert written["verdict"].tolist() == table["verdict"].tolist()
 
 
 def test_the_evaluation_class_rule_picks_the_class_of_median_accuracy():
