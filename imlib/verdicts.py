@@ -62,13 +62,13 @@ class Claim:
     question: str = "paper"
 
 
-def _kinds(column: str) -> str:
+def _kinds_in_words(column: str) -> str:
     """The kinds a column of ``PER_IMAGE_CONDITIONS`` averages over, in words."""
     kinds = PER_IMAGE_CONDITIONS[column][1]
     return "every kind" if set(kinds) == set(KINDS) else ", ".join(kinds)
 
 
-def _levels(column: str) -> str:
+def _levels_in_words(column: str) -> str:
     """The levels a column of ``PER_IMAGE_CONDITIONS`` averages over, in words."""
     _, _, lowest, highest = PER_IMAGE_CONDITIONS[column]
     return f"0 < d ≤ {highest:g}" if lowest == 0 else f"{lowest:g} ≤ d ≤ {highest:g}"
@@ -84,13 +84,14 @@ CLAIM_METRICS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame], Call
                         lambda t: t[["clean_top_prob_scaled", "clean_correct"]],
                         intervals.calibration_error),
     "nll": ("clean cross-entropy", lambda t: t[["clean_nll"]], intervals.mean),
-    "accuracy_degraded": (f"top-1, {_kinds('degraded_correct')}, {_levels('degraded_correct')}",
+    "accuracy_degraded": (f"top-1, {_kinds_in_words('degraded_correct')}, "
+                          f"{_levels_in_words('degraded_correct')}",
                           lambda t: t[["degraded_correct"]], intervals.mean),
-    "confidence_low": (f"true-class confidence, {_kinds(LOW_DISTORTION)}, "
-                       f"{_levels(LOW_DISTORTION)}", lambda t: t[[LOW_DISTORTION]],
+    "confidence_low": (f"true-class confidence, {_kinds_in_words(LOW_DISTORTION)}, "
+                       f"{_levels_in_words(LOW_DISTORTION)}", lambda t: t[[LOW_DISTORTION]],
                        intervals.mean),
-    "confidence_drop": (f"true-class confidence, {_kinds(LOW_DISTORTION)}: mean at "
-                        f"{_levels(LOW_DISTORTION)} minus mean at {_levels(HIGH_DISTORTION)}",
+    "confidence_drop": (f"true-class confidence, {_kinds_in_words(LOW_DISTORTION)}: mean at "
+                        f"{_levels_in_words(LOW_DISTORTION)} minus mean at {_levels_in_words(HIGH_DISTORTION)}",
                         lambda t: (t[LOW_DISTORTION] - t[HIGH_DISTORTION]).to_frame(),
                         intervals.mean),
 }
@@ -303,7 +304,7 @@ def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _shown(row: pd.Series) -> str:
+def _comparison_text(row: pd.Series) -> str:
     """A comparison's difference, interval and values: accuracies and confidences in %
     (differences in points), ECE and CE as plain numbers; why, when not testable."""
     if math.isnan(row.difference):
@@ -324,7 +325,7 @@ def verdict_display(table: pd.DataFrame, question: str = "paper") -> pd.DataFram
     the paper's numbers, and per protocol the claim's verdict and each comparison with its
     difference, 95 % interval, values and verdict."""
     table = table[table["question"] == question]
-    shown = table.assign(shown=table.apply(_shown, axis=1))
+    shown = table.assign(shown=table.apply(_comparison_text, axis=1))
     together = claim_verdicts(table).set_index(["group", "protocol"])["verdict"]
     columns: dict[str, list[str]] = {}
     for protocol in dict.fromkeys(table["protocol"]):
