@@ -91,7 +91,8 @@ CLAIM_METRICS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame], Call
                        f"{_levels_in_words(LOW_DISTORTION)}", lambda t: t[[LOW_DISTORTION]],
                        intervals.mean),
     "confidence_drop": (f"true-class confidence, {_kinds_in_words(LOW_DISTORTION)}: mean at "
-                        f"{_levels_in_words(LOW_DISTORTION)} minus mean at {_levels_in_words(HIGH_DISTORTION)}",
+                        f"{_levels_in_words(LOW_DISTORTION)} minus mean at "
+                        f"{_levels_in_words(HIGH_DISTORTION)}",
                         lambda t: (t[LOW_DISTORTION] - t[HIGH_DISTORTION]).to_frame(),
                         intervals.mean),
 }
