@@ -12,6 +12,7 @@ from imlib.study import TRAINING_FIELDS, load_params, parse_override
 def test_every_training_field_set_on_the_command_line_reaches_each_run():
     # One non-default value per field that a profile may set (each valid on its own).
     changed = {"synthetic_per_class": 7, "synthetic_test_per_class": 9, "synthetic_classes": 3,
+               "synthetic_cue": "fine",
                "epochs": 2, "batch_size": 32,
                "augment_batches": 2, "lr": 0.02, "weight_decay": 0.5, "schedule": "cosine",
                "eta_min": 0.001, "base_augment": False, "degrade_kinds": ["blur"],
