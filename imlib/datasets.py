@@ -38,8 +38,8 @@ DATASET_CARDS: dict[str, dict[str, str]] = {
         "images": "1,797 grey 8 x 8 images, values 0-16, classes '0'..'9' (174-183 each)",
         "split": "1,438 training / 359 test images: 20 % of each digit held out for testing "
                  "(imlib.data.holdout_split, seed 0), the same split on every machine",
-        "scaling": "values 0-16 scaled to 0-255 (rounded), each pixel repeated into a 4 x 4 "
-                   "block (nearest-neighbour upscaling to 32 x 32), the grey copied to 3 "
+        "scaling": "bilinear upscaling from 8 x 8 to 32 x 32 (pixel centres aligned, edges "
+                   "repeated), values 0-16 scaled to 0-255 and rounded, the grey copied to 3 "
                    "channels (the CIFAR layout); mean/std from the training images",
     },
     "synthetic": {
@@ -120,16 +120,19 @@ def load_digits() -> ImageData:
     """scikit-learn's 1,797 real handwritten digits as 32x32 RGB images (its card:
     ``DATASET_CARDS["digits"]``).
 
-    The 8x8 grey images (values 0-16) are scaled to 0-255 (``round(v * 255 / 16)``, so every
-    value maps back), each pixel is repeated into a 4x4 block (nearest-neighbour upscaling, so
-    the 8x8 content stays exact and the degradations and the CNN see CIFAR's layout) and the
-    grey is copied to three channels. Split by :func:`digits_split` (1,438 train / 359 test);
-    ``mean``/``std`` are those of the training images, classes ``"0"`` to ``"9"``.
+    The 8x8 grey images (values 0-16) are upscaled bilinearly to 32x32 (``F.interpolate``,
+    ``align_corners=False``: pixel centres aligned, the border repeated), scaled to 0-255 and
+    rounded, and the grey is copied to three channels, so the degradations and the CNN see
+    CIFAR's layout. Bilinear rather than nearest: 4x4 blocks of one grey would make mosaic
+    with patches of 2 or 4 pixels the identity and give blur sharp block edges to remove.
+    Split by :func:`digits_split` (1,438 train / 359 test); ``mean``/``std`` are those of the
+    training images, classes ``"0"`` to ``"9"``.
     """
     images, labels = _sklearn_digits()
-    grey = torch.from_numpy(np.rint(images * (255 / 16)).astype(np.uint8))
-    x = grey.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2)[:, None].expand(-1, 3, -1, -1)
-    x, y = x.contiguous(), torch.from_numpy(labels)
+    small = torch.from_numpy(images).to(torch.float64)[:, None]
+    grey = F.interpolate(small, size=32, mode="bilinear", align_corners=False)
+    x = grey.mul_(255 / 16).round_().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    y = torch.from_numpy(labels)
     train_idx, test_idx = _split_digits(y)
     scaled = x[train_idx].float() / 255
     return ImageData(

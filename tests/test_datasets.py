@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import sklearn.datasets
 import torch
+import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
 from imlib.data import ImageData, synthetic
@@ -31,19 +32,36 @@ def reference() -> sklearn.utils.Bunch:
     return sklearn.datasets.load_digits()
 
 
+def _bilinear_matrix(size: int = 8, scale: int = 4) -> np.ndarray:
+    """(size * scale, size) weights of bilinear upscaling with pixel centres aligned: output
+    pixel j sits at input coordinate (j + 0.5) / scale - 0.5, between two input pixels (the
+    border one repeated outside)."""
+    out = np.zeros((size * scale, size))
+    for j in range(size * scale):
+        position = min(max((j + 0.5) / scale - 0.5, 0.0), size - 1.0)
+        left = int(np.floor(position))
+        right = min(left + 1, size - 1)
+        out[j, left] += 1 - (position - left)
+        out[j, right] += position - left
+    return out
+
+
 def test_digits_are_scikit_learns_images_pixel_for_pixel(digits, reference) -> None:
-    """Each 32x32 image is its 8x8 original in 4x4 blocks of one grey, copied to 3 channels;
-    reading one pixel per block and mapping 0-255 back to 0-16 gives scikit-learn's values."""
+    """Each 32x32 image is its 8x8 original upscaled bilinearly (weights written out here),
+    scaled to 0-255, in all 3 channels; mapping it back to 8x8 (the least-squares inverse of
+    the upscaling) and to 0-16 gives scikit-learn's values exactly."""
+    up = _bilinear_matrix()
+    back = np.linalg.pinv(up)
     train_idx, test_idx = digits_split()
     for x, y, idx in ((digits.x_train, digits.y_train, train_idx),
                       (digits.x_test, digits.y_test, test_idx)):
         assert x.dtype == torch.uint8 and x.shape == (len(idx), 3, 32, 32)
         assert torch.equal(x[:, :1].expand(-1, 3, -1, -1), x)  # grey in every channel
-        corners = x[:, 0, ::4, ::4]
-        blocks = corners.repeat_interleave(4, 1).repeat_interleave(4, 2)
-        assert torch.equal(blocks, x[:, 0])
-        back = np.rint(corners.numpy().astype(np.float64) * 16 / 255)
-        np.testing.assert_array_equal(back, reference.images[idx.numpy()])
+        original = reference.images[idx.numpy()]
+        expected = np.rint(up @ original @ up.T * 255 / 16)
+        assert np.abs(x[:, 0].numpy() - expected).max() <= 1  # rounding of halves only
+        recovered = back @ x[:, 0].numpy().astype(np.float64) @ back.T * 16 / 255
+        np.testing.assert_array_equal(np.rint(recovered), original)
         np.testing.assert_array_equal(y.numpy(), reference.target[idx.numpy()])
     assert int(digits.x_train.max()) == 255 and int(digits.x_train.min()) == 0
 
@@ -66,8 +84,8 @@ def test_digits_stats_classes_and_learnable_labels(digits) -> None:
     assert torch.allclose(torch.tensor(digits.mean), scaled.mean(dim=(0, 2, 3)))
     assert torch.allclose(torch.tensor(digits.std), scaled.std(dim=(0, 2, 3)))
     assert digits.name == "digits" and digits.classes == tuple("0123456789")
-    # Images and labels stay paired: a linear model on the 8x8 content reads the digits.
-    small = lambda x: x[:, 0, ::4, ::4].flatten(1).float().numpy() / 255  # noqa: E731
+    # Images and labels stay paired: a linear model on 8x8 averages reads the digits.
+    small = lambda x: F.avg_pool2d(x[:, :1].float() / 255, 4).flatten(1).numpy()  # noqa: E731
     model = LogisticRegression(max_iter=3000).fit(small(digits.x_train), digits.y_train.numpy())
     assert model.score(small(digits.x_test), digits.y_test.numpy()) > 0.9
 
