@@ -1,4 +1,6 @@
-"""The image data of the study: CIFAR-100 through torchvision, and an offline synthetic stand-in.
+"""The image data of the study: CIFAR-100 through torchvision and an offline synthetic
+stand-in whose class cues can be chosen (the data sets by name, the digits among them, are
+:mod:`imlib.datasets`).
 
 Both come as :class:`ImageData`, uint8 tensors that the training loop moves to the device once and
 batches there. Images are scaled to [0, 1] by the caller (``x.float() / 255``) and then
@@ -21,19 +23,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from imlib._checks import check_images, check_int
+from imlib._checks import check_choice, check_images, check_int
 
 __all__ = [
     "CIFAR100_MD5",
     "CIFAR100_MEAN",
     "CIFAR100_STD",
-    "DATASETS",
+    "SYNTHETIC_CUES",
     "ImageData",
     "data_root",
     "denormalize",
     "holdout_split",
     "load_cifar100",
-    "load_dataset",
     "normalize",
     "synthetic",
     "synthetic_cues",
@@ -45,8 +46,7 @@ CIFAR100_STD = (0.2675, 0.2565, 0.2761)
 # md5 of the official cifar-100-python.tar.gz (torchvision checks the same value).
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 CIFAR100_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
-DATASETS = ("synthetic", "cifar100")
-
+SYNTHETIC_CUES = ("both", "coarse", "fine")  # where the synthetic set's class lives
 
 @dataclass(frozen=True)
 class ImageData:
@@ -219,9 +219,10 @@ def _class_patterns(num_classes: int) -> dict[str, Tensor]:
     }
 
 
-def synthetic_cues(num_classes: int = 10) -> dict[str, list]:
-    """What defines each class of :func:`synthetic`, read from the generator's own per-class
-    attributes (so it cannot drift from them), as columns for a table:
+def synthetic_cues(num_classes: int = 10, cue: str = "both") -> dict[str, list]:
+    """What defines each class of :func:`synthetic` with ``cue``, read from the generator's own
+    per-class attributes (so it cannot drift from them), as columns for a table (a cue that
+    ``cue`` draws at random is left out: it defines no class):
 
     - the coarse cue, a soft edge from ``colour_a`` to ``colour_b`` (``#rrggbb``) along
       ``edge_direction_deg`` (0-360 degrees; each image jitters it by a std of 14 degrees);
@@ -230,25 +231,34 @@ def synthetic_cues(num_classes: int = 10) -> dict[str, list]:
 
     Every image also carries up to 25 % of another class's edge and a weak grating of another
     class, under random phase, edge position, contrast, brightness, pixel noise and a mirror.
+    How much each cue alone separates the classes: ``imlib.datasets.cue_separability``.
     """
     check_int(num_classes, "num_classes", 2)
+    check_choice(cue, SYNTHETIC_CUES, "cue")
     pattern = _class_patterns(num_classes)
 
     def hex_colour(rgb: Tensor) -> str:
         return "#" + "".join(f"{round(255 * float(v)):02x}" for v in rgb.clamp(0, 1))
 
-    return {
-        "class": [f"class_{c}" for c in range(num_classes)],
-        "colour_a": [hex_colour(rgb) for rgb in pattern["colour_a"]],
-        "colour_b": [hex_colour(rgb) for rgb in pattern["colour_b"]],
-        "edge_direction_deg": [round(math.degrees(v), 1) for v in pattern["phi"].tolist()],
-        "grating_orientation_deg": [round(math.degrees(v), 1) for v in pattern["theta"].tolist()],
-        "grating_period_px": [round(v, 2) for v in pattern["period"].tolist()],
-    }
+    columns: dict[str, list] = {"class": [f"class_{c}" for c in range(num_classes)]}
+    if cue != "fine":
+        columns["colour_a"] = [hex_colour(rgb) for rgb in pattern["colour_a"]]
+        columns["colour_b"] = [hex_colour(rgb) for rgb in pattern["colour_b"]]
+        columns["edge_direction_deg"] = [round(math.degrees(v), 1) for v in pattern["phi"].tolist()]
+    if cue != "coarse":
+        columns["grating_orientation_deg"] = [round(math.degrees(v), 1)
+                                              for v in pattern["theta"].tolist()]
+        columns["grating_period_px"] = [round(v, 2) for v in pattern["period"].tolist()]
+    return columns
 
 
-def _render(labels: Tensor, pattern: dict[str, Tensor], g: torch.Generator) -> Tensor:
+def _render(labels: Tensor, pattern: dict[str, Tensor], g: torch.Generator, cue: str) -> Tensor:
     """uint8 images (N, 3, 32, 32) of classes ``labels``, every nuisance drawn from ``g``.
+
+    ``cue`` says which cues follow the label: ``"both"``, or only the colour edge
+    (``"coarse"``) or only the grating (``"fine"``); the other cue is then drawn for a class
+    chosen uniformly at random, independent of the label, so it carries no class information
+    while the images keep the same kind of content.
 
     The nuisance sizes are set so that the small CNN of the smoke profile, trained on images
     that every variant degrades at a random level, reaches about 88-97 % on clean images, while
@@ -264,8 +274,14 @@ def _render(labels: Tensor, pattern: dict[str, Tensor], g: torch.Generator) -> T
     def normal(std: float, *shape: int) -> Tensor:
         return std * torch.randn(n, *shape, generator=g)
 
-    def other_class() -> Tensor:
-        return (labels + torch.randint(1, num_classes, (n,), generator=g)) % num_classes
+    def other_class(cls: Tensor) -> Tensor:
+        return (cls + torch.randint(1, num_classes, (n,), generator=g)) % num_classes
+
+    def random_class() -> Tensor:
+        return torch.randint(0, num_classes, (n,), generator=g)
+
+    edge_class = random_class() if cue == "fine" else labels
+    grating_class = random_class() if cue == "coarse" else labels
 
     coords = (torch.arange(32, dtype=torch.float32) - 15.5) / 32  # image widths, centred
 
@@ -285,12 +301,13 @@ def _render(labels: Tensor, pattern: dict[str, Tensor], g: torch.Generator) -> T
         freq = 2 * math.pi * 32 / (pattern["period"][cls] * uniform(0.92, 1.08))
         return torch.sin(freq[:, None, None] * along(theta) + uniform(0, 2 * math.pi, 1, 1))
 
-    # Coarse: the class's edge blended with up to 25 % of another class's, plus a colour cast.
+    # Coarse: the edge blended with up to 25 % of another class's, plus a colour cast.
     mix = uniform(0.0, 0.25, 1, 1, 1)
-    x = edge(labels).mul_(1 - mix).add_(edge(other_class()).mul_(mix)).add_(normal(0.06, 3, 1, 1))
-    # Fine: the class's grating (amplitude 0.06-0.2) over a weaker one of another class (0-0.04).
-    fine = grating(labels).mul_(uniform(0.06, 0.2, 1, 1))
-    fine.add_(grating(other_class()).mul_(uniform(0.0, 0.04, 1, 1)))
+    x = edge(edge_class).mul_(1 - mix).add_(edge(other_class(edge_class)).mul_(mix))
+    x.add_(normal(0.06, 3, 1, 1))
+    # Fine: the grating (amplitude 0.06-0.2) over a weaker one of another class (0-0.04).
+    fine = grating(grating_class).mul_(uniform(0.06, 0.2, 1, 1))
+    fine.add_(grating(other_class(grating_class)).mul_(uniform(0.0, 0.04, 1, 1)))
     x.add_(fine[:, None])
     # Contrast 0.7-1.1 about mid-grey, brightness shift (std 0.05), pixel noise (std 0.05).
     x.sub_(0.5).mul_(uniform(0.7, 1.1, 1, 1, 1)).add_(0.5 + normal(0.05, 1, 1, 1))
@@ -305,6 +322,7 @@ def synthetic(
     num_classes: int = 10,
     seed: int = 0,
     test_per_class: int | None = None,
+    cue: str = "both",
 ) -> ImageData:
     """A deterministic, offline 32x32 RGB data set whose class lives in coarse and fine structure.
 
@@ -314,6 +332,11 @@ def synthetic(
     mirror. Blur and mosaic remove the fine cue first and the coarse one later (the blend of
     the two colours keeps the class's hue); noise and patch dropout erode both. The same
     arguments give the same bytes; ``test_per_class`` defaults to ``max(1, n_per_class // 5)``.
+
+    ``cue`` (one of ``SYNTHETIC_CUES``) chooses where the class lives: ``"both"`` cues (the
+    default), only the ``"coarse"`` colour edge, which survives blur and mosaic, or only the
+    ``"fine"`` grating, which they destroy early; the cue left out is drawn for a random class
+    (``imlib.datasets.cue_separability`` measures what each cue then tells apart).
 
     >>> data = synthetic(20, num_classes=4)
     >>> data.x_train.shape, data.x_test.shape, data.classes[0]
@@ -325,13 +348,14 @@ def synthetic(
     if test_per_class is None:
         test_per_class = max(1, n_per_class // 5)
     check_int(test_per_class, "test_per_class", 1)
+    check_choice(cue, SYNTHETIC_CUES, "cue")
 
     g = torch.Generator().manual_seed(seed)
     pattern = _class_patterns(num_classes)
     y_train = torch.arange(num_classes).repeat(n_per_class)
     y_test = torch.arange(num_classes).repeat(test_per_class)
-    x_train = _render(y_train, pattern, g)
-    x_test = _render(y_test, pattern, g)
+    x_train = _render(y_train, pattern, g, cue)
+    x_test = _render(y_test, pattern, g, cue)
     scaled = x_train.float() / 255
     return ImageData(
         name="synthetic",
@@ -343,19 +367,6 @@ def synthetic(
         mean=tuple(scaled.mean(dim=(0, 2, 3)).tolist()),
         std=tuple(scaled.std(dim=(0, 2, 3)).tolist()),
     )
-
-
-def load_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> ImageData:
-    """The data set called ``name`` (one of ``DATASETS``); ``kwargs`` go to its loader.
-
-    ``root`` is where ``cifar100`` lives (see :func:`data_root`); ``synthetic`` is generated in
-    memory and ignores it, so one config can name either.
-    """
-    if name not in DATASETS:
-        raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
-    if name == "cifar100":
-        return load_cifar100(root, **kwargs)
-    return synthetic(**kwargs)
 
 
 def holdout_split(labels: Tensor, fraction: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from imlib._checks import check_choice, check_fraction, check_int
-from imlib.data import DATASETS, ImageData, load_dataset
+from imlib.data import SYNTHETIC_CUES, ImageData
+from imlib.datasets import DATASETS, load_dataset
 from imlib.degradations import PAPER_KINDS, DegradationConfig
 from imlib.io import file_record, read_jsonl
 from imlib.labels import SPREADS
@@ -49,11 +50,13 @@ RETRAIN_HINT = "delete that folder, or run ./run_all.sh with --fresh, to train i
 class TrainConfig:
     """Everything one training run depends on. Defaults are the paper's text unless noted."""
 
-    dataset: str = "synthetic"  # "synthetic" (embedded, offline) | "cifar100"
+    # "synthetic" (generated, offline) | "cifar100" | "digits" (scikit-learn's, offline)
+    dataset: str = "synthetic"
     data_root: str | None = None  # CIFAR-100 folder; None: $IMLIB_DATA, else ./data
     synthetic_per_class: int = 500  # training images per class of the synthetic set
     synthetic_test_per_class: int | None = None  # its test images per class; None: a fifth
     synthetic_classes: int = 10
+    synthetic_cue: str = "both"  # where its class lives: "both" | "coarse" colour | "fine" texture
     model: str = "small_cnn"  # "small_cnn" | "resnet18" (the paper)
     variant: str = "im"  # a name of imlib.variants.VARIANTS
     epochs: int = 100  # the paper trains "up to 100 epochs"
@@ -85,7 +88,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "degrade_kinds", tuple(self.degrade_kinds))
-        choices = {"dataset": DATASETS, "model": tuple(MODELS), "variant": VARIANTS,
+        choices = {"dataset": DATASETS, "synthetic_cue": SYNTHETIC_CUES,
+                   "model": tuple(MODELS), "variant": VARIANTS,
                    "schedule": SCHEDULES, "selection": SELECTIONS, "im_spread": SPREADS,
                    "compile": COMPILE_MODES}
         for name, allowed in choices.items():
@@ -133,11 +137,12 @@ class TrainConfig:
         return self.degrade and VARIANT_SPECS[self.variant].degrades
 
     def load_data(self) -> ImageData:
-        """The data set this config trains on (the synthetic sizes apply to ``synthetic``)."""
+        """The data set this config trains on (the synthetic fields apply to ``synthetic``)."""
         if self.dataset == "synthetic":
             return load_dataset("synthetic", n_per_class=self.synthetic_per_class,
                                 num_classes=self.synthetic_classes,
-                                test_per_class=self.synthetic_test_per_class)
+                                test_per_class=self.synthetic_test_per_class,
+                                cue=self.synthetic_cue)
         return load_dataset(self.dataset, root=self.data_root)
 
     def to_dict(self) -> dict[str, Any]:

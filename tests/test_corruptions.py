@@ -270,7 +270,8 @@ def test_corruption_summary_validates(df, match):
 
 def test_evaluate_corruptions_covers_every_run(tmp_path, data, three_class_c):
     params = load_params("smoke", {"runs_dir": str(tmp_path / "runs"), "protocols": ["paper"],
-                                   "variants": ["baseline", "im"], "seeds": [0], "epochs": 1,
+                                   "variants": ["baseline", "im"], "ablations": [],
+                                   "seeds": [0], "epochs": 1,
                                    "synthetic_per_class": 8, "synthetic_classes": 3,
                                    "device": "cpu"})
     with pytest.raises(IncompleteRunError, match="not trained yet"):

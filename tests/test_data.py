@@ -1,5 +1,6 @@
-"""Tests of imlib.data: CIFAR-100 reading and errors, the synthetic set, splits, normalize and
-denormalize (CIFAR-100-C is tests/test_corruptions.py)."""
+"""Tests of imlib.data: CIFAR-100 reading and errors, the synthetic set and its cue settings,
+splits, normalize and denormalize (CIFAR-100-C is tests/test_corruptions.py; the data sets by
+name and the digits are tests/test_datasets.py)."""
 
 from __future__ import annotations
 
@@ -15,24 +16,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import NearestCentroid
 from torchvision.datasets import CIFAR100
 
 from imlib.data import (
     CIFAR100_MD5,
     CIFAR100_MEAN,
     CIFAR100_STD,
-    DATASETS,
+    SYNTHETIC_CUES,
     ImageData,
     _read_cifar100_folder,
     data_root,
     denormalize,
     holdout_split,
     load_cifar100,
-    load_dataset,
     normalize,
     synthetic,
     synthetic_cues,
 )
+from imlib.datasets import cue_separability
 from imlib.degradations import degrade
 
 # ---------------------------------------------------------------------------------------------
@@ -344,12 +347,96 @@ def test_synthetic_validates(kwargs: dict, name: str) -> None:
         synthetic(**kwargs)
 
 
-def test_load_dataset_dispatches_and_rejects_unknown_names() -> None:
-    data = load_dataset("synthetic", root="ignored", n_per_class=2, num_classes=3)
-    assert torch.equal(data.x_train, synthetic(2, num_classes=3).x_train)
-    with pytest.raises(ValueError, match="synthetic.*cifar100"):
-        load_dataset("cifar10")
-    assert DATASETS == ("synthetic", "cifar100")
+def _digest(data: ImageData) -> str:
+    digest = hashlib.sha256()
+    for tensor in (data.x_train, data.y_train, data.x_test, data.y_test):
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_the_default_cue_is_the_generator_as_it_was_byte_for_byte() -> None:
+    """sha256 of the bytes that synthetic() gave before the cue settings existed: the smoke
+    profile's data, and every result made from it, stay as they were."""
+    before = {((30, 10), ()): "3ef11308cbe4f5f9beebbe1291e2dfb00f5fb3546128c622f4cf3a56d55cad26",
+              ((30, 10), (("seed", 3), ("test_per_class", 7))):
+              "10530fc98661e4a5d8d46f53c4e64f4547e6dde885dc1235a1de85224301e3ca"}
+    for (args, kwargs), expected in before.items():
+        assert _digest(synthetic(*args, **dict(kwargs))) == expected
+        assert _digest(synthetic(*args, **dict(kwargs), cue="both")) == expected
+
+
+@pytest.fixture(scope="module")
+def by_cue() -> dict[str, ImageData]:
+    return {cue: synthetic(200, num_classes=10, seed=0, test_per_class=100, cue=cue)
+            for cue in SYNTHETIC_CUES}
+
+
+def _reference_accuracy(model, data: ImageData, features, degraded: torch.Tensor | None = None
+                        ) -> float:
+    """scikit-learn's ``model`` fitted on the training images' features, scored on the test
+    images (or on ``degraded``, a degraded copy of them)."""
+    test = data.x_test if degraded is None else degraded
+    model.fit(features(data.x_train).numpy(), data.y_train.numpy())
+    return model.score(features(test).numpy(), data.y_test.numpy())
+
+
+def test_each_cue_setting_puts_the_class_where_it_says(by_cue) -> None:
+    """An independent classifier (scikit-learn's logistic regression on the mean colour,
+    nearest centroid on the 8x8 colours and on the fine spectrum) finds the class in the
+    coarse cue only for "both" and "coarse", in the fine one only for "both" and "fine";
+    chance is 0.1."""
+    for cue, data in by_cue.items():
+        colour = _reference_accuracy(LogisticRegression(max_iter=2000), data, _colour)
+        layout = _reference_accuracy(NearestCentroid(), data, _coarse)
+        fine = _reference_accuracy(NearestCentroid(), data, _fine)
+        if cue == "fine":
+            assert colour < 0.15 and layout < 0.15 and fine > 0.6, (cue, colour, layout, fine)
+        else:
+            assert colour > 0.3 and layout > 0.6, (cue, colour, layout)
+        if cue == "coarse":
+            assert fine < 0.15, (cue, fine)
+        else:
+            assert fine > 0.6, (cue, fine)
+
+
+def test_cue_separability_is_a_nearest_centroid_per_cue(by_cue) -> None:
+    """The card's numbers are scikit-learn's NearestCentroid on each cue's feature."""
+    for data in by_cue.values():
+        scores = cue_separability(data)
+        assert scores["chance"] == pytest.approx(0.1)
+        for name, features in (("mean_colour", _colour), ("colour_edge", _coarse),
+                               ("grating", _fine)):
+            reference = _reference_accuracy(NearestCentroid(), data, features)
+            assert scores[name] == pytest.approx(reference, abs=0.002), name
+
+
+@pytest.mark.parametrize("kind", ["blur", "mosaic"])
+def test_blur_and_mosaic_leave_the_coarse_cue_and_destroy_the_fine_one(by_cue, kind) -> None:
+    """At level 1 the "coarse" set's class still shows in the mean colour, while nothing of
+    the "fine" set's class is left in any cue: the two settings bracket today's set."""
+    accuracy = {}
+    for cue in ("coarse", "fine"):
+        data = by_cue[cue]
+        degraded = (degrade(data.x_test.float() / 255, kind, 1.0) * 255).round().to(torch.uint8)
+        accuracy[cue] = [_reference_accuracy(NearestCentroid(), data, features, degraded)
+                         for features in (_colour, _coarse, _fine)]
+    assert accuracy["coarse"][0] > 0.3, accuracy
+    assert max(accuracy["fine"]) < 0.2, accuracy
+
+
+def test_synthetic_cues_lists_only_the_cues_that_define_a_class() -> None:
+    both = synthetic_cues(10)
+    coarse, fine = synthetic_cues(10, cue="coarse"), synthetic_cues(10, cue="fine")
+    assert set(coarse) == {"class", "colour_a", "colour_b", "edge_direction_deg"}
+    assert set(fine) == {"class", "grating_orientation_deg", "grating_period_px"}
+    assert {**coarse, **fine} == both
+
+
+def test_synthetic_and_its_cues_refuse_an_unknown_cue() -> None:
+    with pytest.raises(ValueError, match="cue must be one of"):
+        synthetic(5, cue="colour")
+    with pytest.raises(ValueError, match="cue must be one of"):
+        synthetic_cues(10, cue="texture")
 
 
 # ---------------------------------------------------------------------------------------------

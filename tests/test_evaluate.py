@@ -208,7 +208,8 @@ def test_reliability_table_reproduces_the_ece(cnn, data):
 
 def tiny_study(root, **overrides):
     """The smoke profile shrunk to one-epoch runs of 3 synthetic classes, paper protocol."""
-    values = {"runs_dir": str(root / "runs"), "variants": ["baseline", "im"], "seeds": [0],
+    values = {"runs_dir": str(root / "runs"), "variants": ["baseline", "im"],
+              "ablations": [], "seeds": [0],
               "protocols": ["paper"], "synthetic_per_class": 8, "synthetic_classes": 3,
               "epochs": 1, "device": "cpu", **overrides}
     return load_params("smoke", values)

@@ -19,7 +19,7 @@ from imlib.io import PROJECT_ROOT
 LAYERS = (
     # core: no notion of a run or a study
     ("_checks", "registry", "io", "progress", "paper", "intervals", "nmi", "degradations",
-     "labels", "variants", "metrics", "models", "data", "style"),
+     "labels", "variants", "metrics", "calibration", "models", "data", "datasets", "style"),
     ("runs",),  # what a run is: settings, files, completion, checkpoints
     ("train",),  # the engine
     ("launch",),  # where the runs train: this process, local processes, SLURM

@@ -46,7 +46,8 @@ from imlib.train import train
 
 def tiny_study(root, **overrides):
     """The smoke profile shrunk to two-epoch runs of 3 synthetic classes, paper protocol."""
-    values = {"runs_dir": str(root / "runs"), "variants": ["baseline", "im"], "seeds": [0],
+    values = {"runs_dir": str(root / "runs"), "variants": ["baseline", "im"],
+              "ablations": [], "seeds": [0],
               "protocols": ["paper"], "synthetic_per_class": 8, "synthetic_classes": 3,
               "epochs": 2, "device": "cpu", **overrides}
     return load_params("smoke", values)

@@ -12,6 +12,7 @@ from imlib.study import TRAINING_FIELDS, load_params, parse_override
 def test_every_training_field_set_on_the_command_line_reaches_each_run():
     # One non-default value per field that a profile may set (each valid on its own).
     changed = {"synthetic_per_class": 7, "synthetic_test_per_class": 9, "synthetic_classes": 3,
+               "synthetic_cue": "fine",
                "epochs": 2, "batch_size": 32,
                "augment_batches": 2, "lr": 0.02, "weight_decay": 0.5, "schedule": "cosine",
                "eta_min": 0.001, "base_augment": False, "degrade_kinds": ["blur"],
@@ -63,7 +64,9 @@ def test_the_gpu_profile_loads_on_a_machine_without_a_gpu():
 def test_runs_lists_every_protocol_variant_and_seed_once():
     params = load_params("smoke", {"seeds": [3, 5]})
     runs = params.runs()
-    assert len({r.dir for r in runs}) == len(runs) == 2 * 4 * 2
+    per_seed = len(params.variants_for("paper")) + len(params.variants_for("reference-code"))
+    assert len(params.variants_for("paper")) == len(params.variants) + len(params.ablations)
+    assert len({r.dir for r in runs}) == len(runs) == 2 * per_seed
     assert {r.protocol for r in params.runs("reference-code")} == {"reference-code"}
     for run in runs:
         assert run.config == params.for_protocol(run.protocol).train_config(run.variant, run.seed)

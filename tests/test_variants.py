@@ -104,6 +104,7 @@ def test_a_toy_variant_and_kind_run_through_training_evaluation_table1_and_figur
     with KIND_SPECS.registered(TOY_KIND), VARIANT_SPECS.registered(TOY_VARIANT):
         params = load_params("smoke", {
             "runs_dir": str(tmp_path / "runs"), "variants": ["baseline", "half-im"],
+            "ablations": [],
             "seeds": [0], "protocols": ["paper"], "synthetic_per_class": 8,
             "synthetic_classes": 3, "epochs": 1, "device": "cpu",
             "degrade_kinds": ["blur", "fade"]})
