@@ -25,7 +25,7 @@ LAYERS = (
     ("launch",),  # where the runs train: this process, local processes, SLURM
     ("study", "results", "nmi_study", "evaluate", "corruptions"),  # the study and its results
     ("thumbnails", "report", "plots", "explorer"),  # what a reader sees
-    ("pipeline",),  # the runner behind run_all.sh
+    ("outputs", "execution", "pipeline"),  # the runner behind run_all.sh: folders, kernels, CLI
 )
 RANK = {module: (layer, position) for layer, modules in enumerate(LAYERS)
         for position, module in enumerate(modules)}
