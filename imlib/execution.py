@@ -224,8 +224,9 @@ def execute(source: Path, params: StudyParams, overrides: dict[str, Any], verbos
             ) -> None:
     """Execute the notebook whose percent script is ``source`` (``NN_name.py``) into a copy
     that replaces ``NN_name.ipynb`` only when it succeeds; a failed copy is kept as
-    ``NN_name.failed.ipynb``, the last good one untouched. The terminal gets the notebook's name and time; the lines a ``PROGRESS_NOTEBOOKS`` one
-    prints while it runs; with ``verbose``, every cell's output (papermill's log)."""
+    ``NN_name.failed.ipynb``, the last good one untouched. The terminal gets the notebook's
+    name and time, the lines a ``PROGRESS_NOTEBOOKS`` one prints while it runs, and with
+    ``verbose`` every cell's output (papermill's log)."""
     import papermill
 
     name = source.stem

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import imlib.outputs as outputs
 import imlib.pipeline as pipeline
 from imlib import study
-from imlib.io import created_by, mark_created
-from imlib.io import PROJECT_ROOT
+from imlib.execution import NotebookFailed
+from imlib.io import PROJECT_ROOT, created_by, created_record, mark_created
 from imlib.study import load_params, profiles
 
 
@@ -45,10 +46,10 @@ def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
 @pytest.fixture
 def no_notebook_runs(monkeypatch):
     """Fail the test if validation lets a notebook start."""
-    def refuse(name, *args, **kwargs):
-        pytest.fail(f"notebook {name} ran although its parameters are invalid")
+    def refuse(source, *args, **kwargs):
+        pytest.fail(f"notebook {source.stem} ran although its parameters are invalid")
 
-    monkeypatch.setattr(pipeline, "_execute", refuse)
+    monkeypatch.setattr(pipeline, "execute", refuse)
 
 
 def one_line_refusal(capsys, code: int) -> str:
@@ -72,6 +73,8 @@ def one_line_refusal(capsys, code: int) -> str:
     (["-p", "nmi_pairs", "0"], "nmi_pairs must be"),
     (["-p", "synthetic_classes", "1"], "synthetic_classes must be"),
     (["-p", "amp", "maybe"], "amp must be"),
+    # YAML 1.2, as the README says: yes is a string, not YAML 1.1's true
+    (["-p", "amp", "yes"], "amp must be true or false, got 'yes'"),
     (["-p", "cifar100c_dir", "5"], "cifar100c_dir"),
     (["-p", "eval_class", "10"], "eval_class must lie in"),
     (["-p", "device", "tpu"], "device must be"),
@@ -181,7 +184,7 @@ def test_a_failing_notebook_is_named_with_its_cell_and_executed_copy(tmp_path, m
         "03_never": 'raise SystemExit("must not run")'})
     monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", notebooks)
     platform_dirs = os.environ.get("JUPYTER_PLATFORM_DIRS")
-    with pytest.raises(pipeline.NotebookFailed, match="notebook 02_broken failed") as failure:
+    with pytest.raises(NotebookFailed, match="notebook 02_broken failed") as failure:
         pipeline.run("smoke", tmp_overrides(tmp_path), log_output=False)
     executed = tmp_path / "runs" / "notebooks"
     assert "planted failure" in str(failure.value) and "\n" not in str(failure.value)
@@ -297,24 +300,45 @@ def fake_checkout(tmp_path, monkeypatch):
     (checkout / ".git").mkdir(parents=True)
     (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (checkout / "uncommitted.py").write_text("work = 1\n")
-    for module in (study, pipeline):  # each binds imlib.io's PROJECT_ROOT at import
+    for module in (study, outputs):  # each binds imlib.io's PROJECT_ROOT at import
         monkeypatch.setattr(module, "PROJECT_ROOT", checkout)
+    monkeypatch.chdir(checkout)  # relative -p paths are the caller's: typed in the checkout
     return checkout
 
 
 @pytest.mark.parametrize("fresh", [[], ["--fresh"]])
 @pytest.mark.parametrize("args, message", [
-    (["-p", "runs_dir", "."], "runs_dir '.' is the checkout or holds it"),
-    (["-p", "runs_dir", ".."], "runs_dir '..' is the checkout or holds it"),
-    (["-p", "figures_dir", "."], "figures_dir '.' is the checkout or holds it"),
-    (["-p", "runs_dir", "notebooks"], "runs_dir 'notebooks' lies in the checkout's source folder "
-                                      "notebooks/"),
+    (["-p", "runs_dir", "."], r"runs_dir \S+/checkout is the checkout or holds it"),
+    (["-p", "runs_dir", ".."], r"runs_dir \S+ is the checkout or holds it"),
+    (["-p", "figures_dir", "."], r"figures_dir \S+/checkout is the checkout or holds it"),
+    (["-p", "runs_dir", "notebooks"], r"runs_dir \S+/checkout/notebooks lies in the checkout's "
+                                      "source folder notebooks/"),
     (["-p", "figures_dir", "imlib/figures"], "lies in the checkout's source folder imlib/"),
     (["-p", "runs_dir", "tests/runs"], "lies in the checkout's source folder tests/"),
-    (["-p", "runs_dir", "runs/cpu"], r"runs/cpu lies in .*runs/cpu, a folder of profile 'cpu'"),
-    # smoke's figures of the paper protocol would land in the paper profile's figures folder
+    (["-p", "runs_dir", "runs/cpu"],
+     r"runs_dir's train/ \S+/runs/cpu/train is \S+/runs/cpu/train, a folder of profile 'cpu'"),
+    # smoke's figures folder would hold the paper profile's figures folder
     (["-p", "figures_dir", "paper_figures"],
-     r"paper_figures/paper lies in .*paper_figures/paper, a folder of profile 'paper'"),
+     r"figures_dir \S+/paper_figures holds \S+/paper_figures/(cpu|paper), a folder of profile"),
+    # a figures folder that would hold another profile's run folders
+    (["-p", "runs_dir", "r/c25", "-p", "figures_dir", "runs"], r"figures_dir \S+/runs holds \S+/runs/cpu/\w+, a folder of "
+                                    r"profile 'cpu'"),
+    # this profile's own folders: figures in its training runs, its evaluation, its runs_dir
+    (["-p", "runs_dir", "r/c26", "-p", "figures_dir", "r/c26/train"],
+     r"figures_dir \S+/r/c26/train is \S+/r/c26/train, runs_dir's train/ \(03_training\): the "
+     r"two would overwrite or delete each other's files; give -p figures_dir a folder of its own, "
+     r"e\.g\. \S+/r/c26/figures"),
+    (["-p", "runs_dir", "r/c27", "-p", "figures_dir", "r/c27/eval"],
+     r"figures_dir \S+/r/c27/eval is \S+/r/c27/eval, runs_dir's eval/ \(04_evaluation\)"),
+    (["-p", "runs_dir", "r/c28", "-p", "figures_dir", "r/c28/nmi/figs"],
+     r"figures_dir \S+/r/c28/nmi/figs lies in \S+/r/c28/nmi, runs_dir's nmi/"),
+    (["-p", "runs_dir", "r/c29", "-p", "figures_dir", "r/c29"],
+     r"figures_dir \S+/r/c29 holds \S+/r/c29/train"),
+    (["-p", "runs_dir", "r/c30/inside", "-p", "figures_dir", "r/c30"],
+     r"figures_dir \S+/r/c30 holds \S+/r/c30/inside/train"),
+    (["-p", "runs_dir", "r/c31", "-p", "figures_dir", "r/c31/jobs"], r"runs_dir's jobs/"),
+    (["-p", "runs_dir", "r/c32", "-p", "figures_dir", "r/c32/notebooks"],
+     r"runs_dir's notebooks/"),
 ])
 def test_outputs_in_the_checkout_its_sources_or_another_profiles_folders_are_refused(
         fake_checkout, capsys, no_notebook_runs, fresh, args, message):
@@ -329,7 +353,7 @@ def test_outputs_in_the_checkout_its_sources_or_another_profiles_folders_are_ref
 def fake_executions(monkeypatch) -> list[str]:
     """Notebooks 'run' without a kernel; returns the names, in order."""
     ran = []
-    monkeypatch.setattr(pipeline, "_execute", lambda name, *args: ran.append(name))
+    monkeypatch.setattr(pipeline, "execute", lambda source, *args: ran.append(source.stem))
     return ran
 
 
@@ -404,7 +428,7 @@ def test_fresh_refuses_a_folder_that_holds_another_profiles_folder(tmp_path, cap
                                                                    no_notebook_runs):
     params = load_params("smoke", tmp_overrides(tmp_path))
     nmi = params.nmi_dir
-    mark_created(nmi, "smoke")
+    mark_created(nmi, "smoke", params.runs_root, "02_nmi_validation")
     mark_created(nmi / "inside", "cpu")  # how it got there does not matter: it is not ours
     before = every_file(tmp_path)
     err = one_line_refusal(capsys, pipeline.main(["--fresh", "--only", "02_nmi_validation",
@@ -414,12 +438,13 @@ def test_fresh_refuses_a_folder_that_holds_another_profiles_folder(tmp_path, cap
 
 
 def make_outputs(params) -> list[Path]:
-    """Every folder a full run of ``params`` writes, created by its profile, each with a file."""
-    folders = [folder for name in pipeline.notebooks() for folder in pipeline.outputs(params, name)]
-    for folder in [*folders, params.runs_root / "notebooks"]:
-        mark_created(folder, params.profile)
+    """Every folder a full run of ``params`` writes, recorded as its run's, each with a file."""
+    folders = []
+    for writer, folder in outputs.written(params, outputs.WRITERS, every=True):
+        mark_created(folder, params.profile, params.runs_root, writer)
         (folder / "result.json").write_text("{}")
-    return folders
+        folders.append(folder)
+    return folders[:-1]  # the executed notebooks' folder apart
 
 
 def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout, monkeypatch,
@@ -431,7 +456,7 @@ def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout,
     mark_created(cpu_run, "cpu")
     root = smoke.runs_root
     unselected_seed = root / "train" / "paper" / "im" / "seed7"
-    mark_created(unselected_seed, "smoke")
+    mark_created(unselected_seed, "smoke", root, "03_training")
     unmarked = smoke.train_dir("baseline", smoke.seeds[0])
     (unmarked / ".imlib-created").unlink()
     stale = unmarked / ".last.pt.abcd1234.tmp"
@@ -490,11 +515,11 @@ def test_only_the_plain_run_draws_the_tracked_readme_figures(fake_checkout, monk
     tracked.parent.mkdir(parents=True)
     tracked.write_text("the committed figure")
 
-    def notebook_05(name, params, overrides, log_output):
+    def notebook_05(source, params, overrides, log_output):
         figures = load_params(params.profile, overrides).figures  # as the notebook loads them
         (figures / "confidence_vs_nmi.png").write_text(f"drawn with {overrides}")
 
-    monkeypatch.setattr(pipeline, "_execute", notebook_05)
+    monkeypatch.setattr(pipeline, "execute", notebook_05)
     assert pipeline.main(["--only", "05_figures", "-p", "epochs", "3"]) == 0
     assert tracked.read_text() == "the committed figure"
     drawn = fake_checkout / "runs" / "smoke" / "figures" / "paper" / "confidence_vs_nmi.png"
@@ -514,10 +539,10 @@ def test_only_the_plain_run_draws_the_tracked_readme_figures(fake_checkout, monk
 def test_each_override_is_echoed_as_given_and_as_applied(tmp_path, monkeypatch, capsys):
     fake_executions(monkeypatch)
     assert pipeline.main(["--only", "01_theory", "-p", "protocols", "[paper]", "-p", "lr", "2e-3",
-                          "-p", "seeds", "[0,1]", "-p", "amp", "yes", *tmp_args(tmp_path)]) == 0
+                          "-p", "seeds", "[0,1]", "-p", "amp", "TRUE", *tmp_args(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:4] == ["-p protocols [paper] -> protocols = [paper]", "-p lr 2e-3 -> lr = 0.002",
-                         "-p seeds [0,1] -> seeds = [0, 1]", "-p amp yes -> amp = true"]
+                         "-p seeds [0,1] -> seeds = [0, 1]", "-p amp TRUE -> amp = true"]
     assert load_params("smoke", {"protocols": ["paper"], "lr": 2e-3}).train_config(
         "im", 0).lr == 0.002
 
@@ -566,7 +591,7 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_lock_free(tmp_path, capsys
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_execute", interrupted)
+    monkeypatch.setattr(pipeline, "execute", interrupted)
     folders = ["-p", "runs_dir", str(tmp_path / "runs"), "-p", "figures_dir", str(tmp_path / "f")]
     assert pipeline.main(["--only", "03_training", *folders]) == 130
     err = capsys.readouterr().err
