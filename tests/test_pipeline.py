@@ -15,24 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import imlib.outputs as outputs
 import imlib.pipeline as pipeline
+from pipeline_fixtures import (every_file, fake_executions, make_outputs, one_line_refusal,
+                               tmp_args, tmp_overrides, write_notebooks)
 from imlib import study
 from imlib.execution import NotebookFailed
-from imlib.io import PROJECT_ROOT, created_by, created_record, mark_created
+from imlib.io import PROJECT_ROOT, created_by, mark_created
 from imlib.study import load_params, profiles
-
-
-def tmp_overrides(tmp_path: Path) -> dict:
-    return {"runs_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "figures")}
-
-
-def tmp_args(tmp_path: Path) -> list[str]:
-    return [arg for key, value in tmp_overrides(tmp_path).items() for arg in ("-p", key, value)]
-
-
-def every_file(folder: Path) -> set[Path]:
-    return set(folder.rglob("*"))
 
 
 def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
@@ -41,22 +30,6 @@ def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
     assert smoke.training.dataset == "synthetic" and smoke.training.model == "small_cnn"
     out_dir = smoke.train_config("im", 0).out_dir
     assert out_dir.endswith(os.path.join("train", "paper", "im", "seed0"))
-
-
-@pytest.fixture
-def no_notebook_runs(monkeypatch):
-    """Fail the test if validation lets a notebook start."""
-    def refuse(source, *args, **kwargs):
-        pytest.fail(f"notebook {source.stem} ran although its parameters are invalid")
-
-    monkeypatch.setattr(pipeline, "execute", refuse)
-
-
-def one_line_refusal(capsys, code: int) -> str:
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert err.startswith("run_all.sh: ") and err.count("\n") == 1, err
-    return err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -165,15 +138,6 @@ def test_a_file_given_as_the_data_folder_is_called_a_file(tmp_path, monkeypatch,
         args += ["-p", "data_root", str(archive)]
     err = one_line_refusal(capsys, pipeline.main(args))
     assert f"the data folder {archive} ({how}) is a file, not a folder" in err
-
-
-def write_notebooks(folder: Path, cells: dict[str, str]) -> Path:
-    """Percent-format notebooks ``NN_name.py`` in ``folder``, each with a parameters cell."""
-    folder.mkdir()
-    for name, code in cells.items():
-        (folder / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "smoke"\n'
-                                           f"overrides = {{}}\n\n# %%\n{code}\n")
-    return folder
 
 
 def test_a_failing_notebook_is_named_with_its_cell_and_executed_copy(tmp_path, monkeypatch,
@@ -293,19 +257,6 @@ def test_cli_parses_parameter_values_as_yaml(tmp_path, monkeypatch, capsys):
 # --- --fresh: only what this profile's selected notebooks wrote --------------------------------
 
 
-@pytest.fixture
-def fake_checkout(tmp_path, monkeypatch):
-    """A checkout with history and uncommitted work, as the project root."""
-    checkout = tmp_path / "checkout"
-    (checkout / ".git").mkdir(parents=True)
-    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    (checkout / "uncommitted.py").write_text("work = 1\n")
-    for module in (study, outputs):  # each binds imlib.io's PROJECT_ROOT at import
-        monkeypatch.setattr(module, "PROJECT_ROOT", checkout)
-    monkeypatch.chdir(checkout)  # relative -p paths are the caller's: typed in the checkout
-    return checkout
-
-
 @pytest.mark.parametrize("fresh", [[], ["--fresh"]])
 @pytest.mark.parametrize("args, message", [
     (["-p", "runs_dir", "."], r"runs_dir \S+/checkout is the checkout or holds it"),
@@ -321,8 +272,8 @@ def fake_checkout(tmp_path, monkeypatch):
     (["-p", "figures_dir", "paper_figures"],
      r"figures_dir \S+/paper_figures holds \S+/paper_figures/(cpu|paper), a folder of profile"),
     # a figures folder that would hold another profile's run folders
-    (["-p", "runs_dir", "r/c25", "-p", "figures_dir", "runs"], r"figures_dir \S+/runs holds \S+/runs/cpu/\w+, a folder of "
-                                    r"profile 'cpu'"),
+    (["-p", "runs_dir", "r/c25", "-p", "figures_dir", "runs"],
+     r"figures_dir \S+/runs holds \S+/runs/cpu/\w+, a folder of profile 'cpu'"),
     # this profile's own folders: figures in its training runs, its evaluation, its runs_dir
     (["-p", "runs_dir", "r/c26", "-p", "figures_dir", "r/c26/train"],
      r"figures_dir \S+/r/c26/train is \S+/r/c26/train, runs_dir's train/ \(03_training\): the "
@@ -348,13 +299,6 @@ def test_outputs_in_the_checkout_its_sources_or_another_profiles_folders_are_ref
     err = one_line_refusal(capsys, pipeline.main([*fresh, "--only", "01_theory", *args]))
     assert re.search(message, err), err
     assert every_file(fake_checkout.parent) == before
-
-
-def fake_executions(monkeypatch) -> list[str]:
-    """Notebooks 'run' without a kernel; returns the names, in order."""
-    ran = []
-    monkeypatch.setattr(pipeline, "execute", lambda source, *args: ran.append(source.stem))
-    return ran
 
 
 @pytest.mark.parametrize("linked", [False, True])
@@ -435,16 +379,6 @@ def test_fresh_refuses_a_folder_that_holds_another_profiles_folder(tmp_path, cap
                                                   *tmp_args(tmp_path)]))
     assert "--fresh refuses" in err and "created by profile 'cpu'" in err
     assert every_file(tmp_path) == before
-
-
-def make_outputs(params) -> list[Path]:
-    """Every folder a full run of ``params`` writes, recorded as its run's, each with a file."""
-    folders = []
-    for writer, folder in outputs.written(params, outputs.WRITERS, every=True):
-        mark_created(folder, params.profile, params.runs_root, writer)
-        (folder / "result.json").write_text("{}")
-        folders.append(folder)
-    return folders[:-1]  # the executed notebooks' folder apart
 
 
 def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout, monkeypatch,
