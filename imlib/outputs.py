@@ -174,11 +174,18 @@ def _stop_command(launcher: str, job_id: str) -> str:
 
 
 def _refuse_live_jobs(params: StudyParams, folders: Sequence[Path]) -> None:
-    """A ValueError naming the first run inside ``folders`` whose job still runs, and the
-    command that stops it."""
+    """A ValueError naming the first run inside ``folders`` whose lock is held or whose job
+    still runs, and the command that stops it."""
     for run in params.runs():
         if not any(run.dir == f or f in run.dir.parents for f in folders) or not run.dir.is_dir():
             continue
+        if (run.dir / LOCK_NAME).exists():
+            try:
+                with exclusive_lock(run.dir):
+                    pass
+            except FolderBusy as err:
+                raise ValueError(f"--fresh refuses {shown(run.dir)}: {err}; nothing was "
+                                 "deleted") from None
         try:
             record = _job_record(run)
         except ValueError:
