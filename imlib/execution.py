@@ -58,7 +58,9 @@ def kernel_environment() -> dict[str, str]:
 def check_kernel_code() -> None:
     """Refuse, with one line, a Python path on which the kernels would import another imlib
     than this checkout's (a ``.pth`` file or ``sitecustomize`` that puts another copy first)."""
-    done = subprocess.run([sys.executable, "-c", "import imlib; print(imlib.__file__)"],
+    # As ipykernel_launcher does, without the working folder on the path: PYTHONPATH decides.
+    code = "import sys; del sys.path[0]; import imlib; print(imlib.__file__)"
+    done = subprocess.run([sys.executable, "-c", code],
                           env=kernel_environment(), cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=120, stdin=subprocess.DEVNULL)
     mine = PROJECT_ROOT / "imlib"
@@ -145,17 +147,14 @@ def _free(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def _source_line(source: Path, failed: Path, cell_index: int, traceback: Sequence[str]
-                 ) -> str | None:
-    """Where a cell's error lies in the notebook's ``source`` (``NN_name.py``): ``file, line
-    N`` (the failing line when the traceback names it, else the cell's first line), or None
-    when the cell is not found there (the injected parameters)."""
-    import nbformat
-
+def _source_line(source: Path, cell: str, traceback: Sequence[str]) -> str | None:
+    """Where the failing ``cell`` (its code) lies in the notebook's ``source``
+    (``NN_name.py``): ``file, line N``, the failing line when the traceback names it (IPython's
+    ``Cell In[k], line n``), else the cell's first line; None when the cell is not there (the
+    injected parameters)."""
     try:
-        cell = nbformat.read(failed, as_version=4).cells[cell_index].source
         text = source.read_text(encoding="utf-8")
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return None
     start = text.find(cell) if cell.strip() else -1
     if start < 0:
@@ -192,7 +191,7 @@ def failure(source: Path, params: StudyParams, err: BaseException, failed: Path,
     where = None
     if isinstance(err, PapermillExecutionError):
         ename, error = err.ename, f"{err.ename}: {err.evalue}"
-        where = _source_line(source, failed, err.cell_index, err.traceback or [])
+        where = _source_line(source, err.source or "", err.traceback or [])
     elif isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES,
                                                      errno.EPERM, errno.ENAMETOOLONG):
         ename, error = "OSError", str(err)
