@@ -160,7 +160,11 @@ def _check_name_lengths(params: StudyParams) -> None:
     """No folder name the run writes may exceed the file system's limit (255 bytes on most)."""
     folders = {"runs_dir": params.runs_root, "figures_dir": params.figures.parent}
     for name, folder in folders.items():
-        existing = next(p for p in [folder, *folder.parents] if p.exists())
+        existing = Path(folder.anchor)  # the deepest existing folder on the way: its limit
+        for part in folder.parts[1:]:
+            if len(os.fsencode(part)) > 255 or not (existing / part).is_dir():
+                break
+            existing = existing / part
         limit = os.pathconf(existing, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
         long = next((part for part in folder.parts if len(os.fsencode(part)) > limit), None)
         if long is not None:

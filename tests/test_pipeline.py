@@ -70,6 +70,21 @@ def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
     (["-p", "holdout_fraction", "0.99", "-p", "protocols", "[paper]"],
      "leaves 30 training images, fewer than one batch of 128"),
     (["-p", "synthetic_classes", "100000"], r"synthetic_classes 100000 .* needs about \d+\.\d GB"),
+    # bounds where a value is meaningless or unaffordable
+    (["-p", "nmi_bins", "100000"], r"nmi_bins must be at most 256 .*got 100000"),
+    (["-p", "nmi_bins", "257"], r"nmi_bins must be at most 256"),
+    (["-p", "nmi_bins", "256", "-p", "eval_batch_size", "100000000"],
+     r"nmi_bins 256 with batches of 100000000 images needs about \d+\.\d GB for the NMI's joint "
+     r"histograms; cpu has \d+\.\d GB available: lower -p eval_batch_size"),
+    # paths are path strings: no list, no mapping (printed by type, never expanded)
+    (["-p", "data_root", "[a, b]"], "data_root must be a folder \\(a path\\), got a list"),
+    (["-p", "data_root", "{a: 1}"], "data_root must be a folder \\(a path\\), got a dict"),
+    (["-p", "cifar100c_dir", "[x]"], "cifar100c_dir must be a folder \\(a path\\), got a list"),
+    (["-p", "runs_dir", "[x]"], "runs_dir must be a folder \\(a path\\), got a list"),
+    (["-p", "slurm", "{time: 60, time: 90}"], "line 1: duplicate key 'time'"),
+    # a folder name the file system cannot hold
+    (["-p", "runs_dir", "/tmp/" + "x" * 300], r"runs_dir /tmp/x+ has a folder name of 300 bytes, "
+                                             r"over this file system's 255: give a shorter"),
 ])
 def test_bad_parameters_give_one_line_and_exit_2_before_any_notebook(
         tmp_path, capsys, no_notebook_runs, args, message):
@@ -83,6 +98,12 @@ def test_bad_parameters_give_one_line_and_exit_2_before_any_notebook(
 
 @pytest.mark.parametrize("text, message", [
     ("profile: broken\nseeds: [0, 1\nvariants: [im]\n", r"broken.yaml: YAML syntax error at line"),
+    ("profile: broken\nseeds: [0]\nepochs: 2\nepochs: 3\n",
+     r"broken.yaml: YAML syntax error at line 4: duplicate key 'epochs' \(first on line 3\)"),
+    # "billion laughs": nested aliases refused while reading, before anything expands them
+    ("profile: broken\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a]\n"
+     "data_root: [*b, *b, *b, *b, *b, *b, *b]\n", r"broken.yaml: YAML syntax error at line 3: "
+                                                 r"alias \*a refused"),
     ("", "empty.yaml is empty"),
     ("# only a comment\n", "empty.yaml is empty"),
 ])
@@ -532,3 +553,70 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_lock_free(tmp_path, capsys
     assert "Traceback" not in err and err.strip().startswith("run_all.sh: interrupted")
     with pipeline.exclusive_lock(tmp_path / "runs"):  # released: a new run may start
         pass
+
+
+# --- one line for what the machine refuses; paths as the caller means them ------------------
+
+
+@pytest.mark.parametrize("code, message", [
+    (errno.EROFS, r"cannot write \S+ \(Read-only file system\); give writable folders with "
+                  r"-p runs_dir and -p figures_dir"),
+    (errno.EACCES, r"cannot write \S+ \(Permission denied\)"),
+    (errno.ENAMETOOLONG, r"a name is too long for the file system"),
+])
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys,
+                                                     no_notebook_runs, code, message):
+    """The operating system's refusal (root writes anywhere, so the refusal is planted where
+    the runner creates its folders)."""
+    def refused(folder, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(folder))
+
+    monkeypatch.setattr(pipeline, "mark_created", refused)
+    err = one_line_refusal(capsys, pipeline.main(["--only", "01_theory", *tmp_args(tmp_path)]))
+    assert re.search(message, err), err
+
+
+def test_relative_paths_are_the_callers_and_echoed_absolute(tmp_path, monkeypatch, capsys):
+    fake_executions(monkeypatch)
+    monkeypatch.setenv(pipeline.CALLER_CWD, str(tmp_path / "where-i-typed"))
+    assert pipeline.main(["--only", "05_figures", "-p", "runs_dir", "mine",
+                          "-p", "figures_dir", "../figs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    mine = tmp_path / "where-i-typed" / "mine"
+    assert f"-p runs_dir mine -> runs_dir = {mine}" in out
+    assert (mine / "notebooks").is_dir() and (tmp_path / "where-i-typed" / ".." / "figs").is_dir()
+    assert out[-1].startswith(f"results: {mine} ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_slurm_study_validates_on_a_login_node_without_gpu_or_data(monkeypatch, tmp_path,
+                                                                      offline):
+    """The jobs resolve the device and the data where they run; 04 still needs them here."""
+    monkeypatch.setenv("IMLIB_DATA", str(tmp_path / "no-cifar-here"))
+    slurm = {"launcher": "slurm", "slurm": {"time": 60}, **tmp_overrides(tmp_path)}
+    params = pipeline.validate("paper", slurm, ["03_training"])
+    assert params.training.device == "cuda"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pipeline.validate("paper", slurm, ["03_training", "04_evaluation"])
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pipeline.validate("paper", {**slurm, "launcher": "local"}, ["03_training"])
+
+
+def test_run_all_sh_names_a_damaged_environment_and_the_command_that_rebuilds_it(tmp_path):
+    """A .venv whose Python sees no installed package (as after a failed install)."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("run_all.sh", "pyproject.toml"):
+        (checkout / name).write_bytes((PROJECT_ROOT / name).read_bytes())
+    (checkout / "run_all.sh").chmod(0o755)
+    python = checkout / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')  # -S: no site-packages
+    python.chmod(0o755)
+    (checkout / ".venv" / ".installed").touch()
+    environment = {k: v for k, v in os.environ.items() if k not in ("CONDA_PREFIX", "PYTHONPATH")}
+    done = subprocess.run([str(checkout / "run_all.sh")], capture_output=True, text=True,
+                          timeout=120, env=environment)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("run_all.sh: the environment is damaged (cannot import: torch ")
+    assert done.stderr.strip().endswith("rebuild it: rm -rf .venv && ./run_all.sh")
