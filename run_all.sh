@@ -13,6 +13,8 @@
 # The environment: an active conda env built from environment.yml is used as it is; otherwise
 # .venv is created (or reused) with `pip install -e ".[dev]"`.
 set -euo pipefail
+# Relative paths given with -p are the caller's: the pipeline reads them from this folder.
+export IMLIB_CALLER_CWD="${IMLIB_CALLER_CWD:-$PWD}"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 # pip, quiet: no version nag, no setuptools or script-location warnings, no lines about
@@ -40,7 +42,23 @@ bootstrap() {
     PY=.venv/bin/python
 }
 
+# A damaged environment (a package removed or half installed) is one line with the fix, not an
+# ImportError from deep inside the first notebook.
+check_environment() {
+    local missing
+    missing=$("$PY" -c 'import importlib.util as u, sys
+print(" ".join(m for m in sys.argv[1:] if u.find_spec(m) is None))' \
+        torch papermill ipykernel nbclient jupytext yaml imlib 2>/dev/null) || missing="python"
+    if [[ -n "$missing" ]]; then
+        local fix="rm -rf .venv && ./run_all.sh"
+        [[ "$PY" == python ]] && fix="conda env update -f environment.yml"
+        echo "run_all.sh: the environment is damaged (cannot import: $missing); rebuild it: $fix" >&2
+        exit 2
+    fi
+}
+
 bootstrap
+check_environment
 if [[ "${1:-}" == "test" ]]; then
     shift
     exec "$PY" -m pytest "$@"

@@ -43,7 +43,8 @@ from typing import Any
 
 import torch
 
-from imlib.pipeline import NotebookFailed, notebooks, run
+from imlib.execution import NotebookFailed
+from imlib.pipeline import notebooks, run
 from imlib.runs import RunFiles, read_history, resolve_device
 from imlib.study import StudyParams, load_params, parse_override
 

@@ -20,7 +20,7 @@ import torch
 
 __all__ = ["PROJECT_ROOT", "project_path", "atomic_save", "atomic_write_text",
            "atomic_write_bytes", "append_jsonl", "read_jsonl", "provenance", "file_record",
-           "mark_created", "created_by",
+           "mark_created", "created_record", "created_by",
            "clean_stale_temporaries", "CREATED_MARKER", "exclusive_lock", "FolderBusy", "LOCK_NAME"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout
@@ -36,12 +36,19 @@ def project_path(path: str | Path) -> str:
 LOCK_NAME = ".imlib-lock"
 
 
-def mark_created(folder: str | Path, profile: str) -> list[Path]:
+def mark_created(folder: str | Path, profile: str, runs_dir: str | Path | None = None,
+                 notebook: str | None = None) -> list[Path]:
     """Create ``folder`` and its missing parents, and mark each folder this call created, and
-    only those, as made by ``profile`` (``.imlib-created``, a JSON record). A folder that
-    existed before, the user's or another program's, is never marked, so ``run_all.sh
-    --fresh`` never deletes it. Returns the folders created, outermost first."""
+    only those, as made by ``profile``'s run in ``runs_dir`` for ``notebook``'s outputs
+    (``.imlib-created``, a JSON record; ``notebook`` None: the run's own folders). A folder
+    that existed before, the user's or another program's, is never marked, so ``run_all.sh
+    --fresh``, which deletes by this record, never deletes it. Returns the folders created,
+    outermost first."""
     folder = Path(folder)
+    record = {"profile": profile,
+              "runs_dir": None if runs_dir is None else str(Path(runs_dir).resolve()),
+              "notebook": notebook,
+              "note": "created by run_all.sh; run_all.sh --fresh may delete this folder"}
     created = []
     for path in [*reversed(folder.parents), folder]:
         if path.is_dir():
@@ -50,22 +57,29 @@ def mark_created(folder: str | Path, profile: str) -> list[Path]:
             path.mkdir()  # not exist_ok: a folder another process made first is not ours
         except FileExistsError:
             continue
-        atomic_write_text(json.dumps({"profile": profile, "note": "created by run_all.sh; "
-                                      "run_all.sh --fresh may delete this folder"}),
-                          path / CREATED_MARKER)
+        atomic_write_text(json.dumps(record), path / CREATED_MARKER)
         created.append(path)
     return created
 
 
-def created_by(folder: str | Path) -> str | None:
-    """The profile whose run created ``folder`` (its ``mark_created`` record), or None: no
-    record, or an unreadable one (an older version's marker, which named no profile)."""
+def created_record(folder: str | Path) -> dict[str, Any] | None:
+    """``folder``'s ``mark_created`` record (``profile``, ``runs_dir``, ``notebook``; the last
+    two None in an older version's record), or None: no record, or an unreadable one (an older
+    version's marker, which named no profile)."""
     try:
         record = json.loads((Path(folder) / CREATED_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    profile = record.get("profile") if isinstance(record, dict) else None
-    return profile if isinstance(profile, str) else None
+    if not isinstance(record, dict) or not isinstance(record.get("profile"), str):
+        return None
+    return {"profile": record["profile"], "runs_dir": record.get("runs_dir"),
+            "notebook": record.get("notebook")}
+
+
+def created_by(folder: str | Path) -> str | None:
+    """The profile whose run created ``folder`` (its ``mark_created`` record), or None."""
+    record = created_record(folder)
+    return None if record is None else record["profile"]
 
 
 # The temporary file of an atomic write: ".<name>.<8 random characters>.tmp" (tempfile.mkstemp).
@@ -201,20 +215,20 @@ def _git(*args: str) -> bytes | None:
     return out.stdout if out.returncode == 0 else None
 
 
-# What shapes a result: the library, the notebooks and their profiles, the package's settings.
-# The tracked smoke figures and the prose elsewhere change without changing any result.
-_CODE_PATHS = ("imlib", "notebooks", "pyproject.toml")
+# What shapes a result: the library, the notebooks, the package's settings; tracked files only,
+# so a user's own profile or notebook copy (untracked) never marks the code as edited. A
+# profile is recorded as a profile (``provenance(profile_file)``), not as code.
+_CODE_PATHS = ("imlib", ":(glob)notebooks/*.py", "pyproject.toml")
 
 
 def _git_state() -> dict[str, Any]:
-    """HEAD's commit, whether the code differs from it (``git diff HEAD`` or untracked files
-    under ``_CODE_PATHS``) and a sha256 of that difference (None when there is none)."""
+    """HEAD's commit, whether the tracked code differs from it (``git diff HEAD`` under
+    ``_CODE_PATHS``) and a sha256 of that difference (None when there is none)."""
     commit = _git("rev-parse", "HEAD")
     if commit is None:
         return {"git_commit": None, "git_dirty": None, "git_diff_sha256": None}
-    diff = _git("diff", "--no-ext-diff", "--no-color", "--binary", "HEAD", "--", *_CODE_PATHS)
-    untracked = _git("ls-files", "--others", "--exclude-standard", "--", *_CODE_PATHS)
-    change = (diff or b"") + (untracked or b"")
+    change = _git("diff", "--no-ext-diff", "--no-color", "--binary", "HEAD", "--", *_CODE_PATHS)
+    change = change or b""
     return {"git_commit": commit.decode().strip() or None, "git_dirty": bool(change),
             "git_diff_sha256": hashlib.sha256(change).hexdigest() if change else None}
 
@@ -229,12 +243,16 @@ def file_record(path: str | Path) -> dict[str, Any]:
     return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
-def provenance() -> dict[str, Any]:
-    """Where a result came from: time, git commit, whether the code had uncommitted changes
-    (``git_dirty``, and ``git_diff_sha256`` to tell two edited trees apart), library versions,
-    device."""
+def provenance(profile_file: str | Path | None = None) -> dict[str, Any]:
+    """Where a result came from: time, git commit, whether the tracked code had uncommitted
+    changes (``git_dirty``, and ``git_diff_sha256`` to tell two edited trees apart), library
+    versions, device; with ``profile_file``, that profile's path and sha256 (a profile is
+    settings, not code: editing or adding one leaves ``git_dirty`` alone)."""
     import numpy
 
+    profile = {} if profile_file is None else {
+        "profile_file": project_path(profile_file),
+        "profile_sha256": file_record(profile_file)["sha256"]}
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **_git_state(),
@@ -244,4 +262,5 @@ def provenance() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "host": platform.node(),
+        **profile,
     }

@@ -1,14 +1,12 @@
 """Headless execution of the notebooks, in order, on one profile (what ``run_all.sh`` runs).
 
-Each ``notebooks/NN_name.py`` (Jupytext percent format) is converted to ``.ipynb`` with the
-``python3`` kernel and executed by papermill with the profile's name and overrides as parameters,
-into ``<runs_dir>/notebooks/``. Parameters are validated before any notebook runs; one run of a
-profile at a time (a lock in ``runs_dir``); the folders a run writes are created and marked as
-the profile's here, before the notebooks run, so ``--fresh`` deletes only what the project made.
-The first failing notebook stops the run with one line: its name, the cause (a cell's error, a
-dead kernel, a full disk, memory) and the fix; the failed copy is kept beside the last good one.
-The terminal gets one line per notebook; the cells' output stays in the executed copies
-(``--verbose`` shows it as well).
+Parameters are validated before any notebook runs (``validate``), with the output folders
+(``imlib.outputs``) and this checkout's code in the kernels (``imlib.execution``); one run of a
+profile at a time (a lock in ``runs_dir``); the folders a run writes are created and recorded
+as the run's here, before the notebooks run, so ``--fresh`` deletes only what the run made.
+Each notebook runs as ``imlib.execution.execute`` says; the first failing one stops the run
+with one line. Relative paths given with ``-p`` are read from the caller's folder
+(``$IMLIB_CALLER_CWD``, which ``run_all.sh`` sets before it changes to the checkout).
 
     python -m imlib.pipeline [--profile smoke] [-p KEY VALUE]... [--fresh] [--only NAME]...
 """
@@ -17,57 +15,49 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import re
-import shutil
+import signal
 import socket
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 import yaml
 
 from imlib.data import data_root, holdout_split
-from imlib.io import (CREATED_MARKER, PROJECT_ROOT, FolderBusy, clean_stale_temporaries,
-                      created_by, exclusive_lock, mark_created)
+from imlib.execution import NotebookFailed, check_kernel_code, execute
+from imlib.io import PROJECT_ROOT, FolderBusy, clean_stale_temporaries, exclusive_lock, mark_created
+from imlib.outputs import (RUN_WRITER, WRITERS, check_output_folders, check_owner,
+                           executed_dir, fresh_plan, outputs, remove_outputs, report_removed,
+                           shown, written)
 from imlib.runs import resolve_device
-from imlib.study import TRAINING_FIELDS, StudyParams, load_params, parse_override, profiles
+from imlib.study import (PATH_FIELDS, TRAINING_FIELDS, StudyParams, load_params,
+                         parse_override, profiles)
 
-__all__ = ["NOTEBOOKS_DIR", "SOURCE_FOLDERS", "KERNEL_ENVIRONMENT", "NotebookFailed",
-           "notebooks", "validate", "outputs", "remove_outputs", "run", "main"]
+__all__ = ["NOTEBOOKS_DIR", "CALLER_CWD", "notebooks", "validate", "run", "main"]
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
-# Folders of the checkout that no output may be, lie in or hold (nor the checkout itself).
-SOURCE_FOLDERS = (".git", "notebooks", "imlib", "tests", "benchmarks")
+CALLER_CWD = "IMLIB_CALLER_CWD"  # the folder run_all.sh was called from
 CIFAR_HOST = ("www.cs.toronto.edu", 443)
-# Set for the notebooks' kernels: progress bars become one line per finished run (an executed
-# copy stores no widgets), and Jupyter's path-migration warning stays off the terminal.
-KERNEL_ENVIRONMENT = {"TQDM_DISABLE": "1", "JUPYTER_PLATFORM_DIRS": "1"}
-# The kernel's own log stays quiet: its transport warning is about remote kernels, not ours,
-# and a Ctrl-C leaves it writing to a closed socket. Errors in cells reach us through papermill.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 # Peak memory of generating the synthetic set, measured: about 10 bytes per stored uint8 value
 # (imlib.data.synthetic draws its images in float32, a few full-size tensors at a time).
 SYNTHETIC_BYTES_PER_VALUE = 10
 
 FRESH_HELP = """\
-delete, before running, what the selected notebooks wrote for this profile, so nothing is
-resumed: 02 -> runs_dir/nmi, 03 -> the training runs of the selected protocols, variants and
-seeds, 04 -> their evaluation folders, 05 -> their figures folders (01 and 06 write nothing);
-without --only, all of these and the executed notebooks. Only folders that run_all.sh created
-for this profile are deleted (their .imlib-created record names it): never a folder that
-existed before, a folder above them or another profile's. Refused, deleting nothing, when a
-folder to delete holds another profile's folders or is reached through a symbolic link below
-runs_dir or figures_dir. A later notebook's results built on deleted ones are named as stale."""
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook stopped; the one-line message names it, the cause, the fix and the failed
-    executed copy."""
+delete, before running, what the selected notebooks wrote for this profile and runs_dir, so
+nothing is resumed: 02 -> runs_dir/nmi, 03 -> the training runs of the selected protocols,
+variants and seeds, 04 -> their evaluation folders, 05 -> their figures folders (01 and 06
+write nothing); without --only, all of these and the executed notebooks. A folder is deleted
+only when its .imlib-created record says that this profile's run in this runs_dir created it
+for that notebook: never a folder that existed before, a folder above them, another profile's
+or another run's. Refused, deleting nothing, when a folder to delete holds folders recorded
+otherwise, is reached through a symbolic link below runs_dir or figures_dir, or holds a run
+whose job still runs or whose lock is held (the message names the job and the command that
+stops it). A later notebook's results built on deleted ones are named as stale."""
 
 
 def notebooks() -> list[str]:
@@ -136,62 +126,72 @@ def _check_synthetic_set(params: StudyParams) -> None:
                 f"{batch} ({run.protocol} protocol, {run.variant}); raise synthetic_per_class")
 
 
-def _inside(folder: Path, others: Sequence[Path]) -> Path | None:
-    """The first of ``others`` that ``folder`` is or lies in, or None."""
-    return next((o for o in others if o == folder or o in folder.parents), None)
-
-
-def _check_output_folders(params: StudyParams) -> None:
-    """No output in the checkout's own place: runs_dir and figures_dir may not be the
-    checkout, hold it, or be or lie in one of its source folders (``SOURCE_FOLDERS``); no
-    folder the profile writes may be or lie in another profile's runs_dir or figures_dir."""
-    checkout = PROJECT_ROOT.resolve()
-    sources = [checkout / name for name in SOURCE_FOLDERS]
-    own = {"runs_dir": params.runs_root.resolve(), "figures_dir": params.figures.parent.resolve()}
-    for name, folder in own.items():
-        if folder == checkout or folder in checkout.parents:
-            raise ValueError(f"{name} {getattr(params, name)!r} is the checkout or holds it; give "
-                             "the profile a folder of its own")
-        source = _inside(folder, sources)
-        if source is not None:
-            raise ValueError(f"{name} {getattr(params, name)!r} lies in the checkout's source "
-                             f"folder {source.name}/; give the profile a folder of its own")
-    mine = [params.runs_root, params.figures.parent, *_written(params, notebooks())]
-    for other in profiles():
-        if other == params.profile:
-            continue
-        try:
-            theirs = load_params(other)
-        except ValueError:
-            continue  # a broken profile owns no folder to protect
-        roots = [theirs.runs_root.resolve(), theirs.figures.parent.resolve()]
-        for folder in mine:
-            their = _inside(folder.resolve(), roots)
-            if their is not None:
-                raise ValueError(
-                    f"{_shown(folder)} lies in {_shown(their)}, a folder of profile {other!r}; "
-                    f"give {params.profile!r} folders of its own (-p runs_dir, -p figures_dir)")
-
-
 # What the notebooks need from the machine: a device for the models (03 trains, 04 evaluates),
-# the data set (all but 05, which redraws from saved results only).
+# the data set (all but 05, which redraws from saved results only). With launcher slurm, 03's
+# runs train on the cluster's nodes, which resolve the device and the data where they run.
 NEEDS_DEVICE = ("03_training", "04_evaluation")
 NEEDS_DATA = ("01_theory", "02_nmi_validation", "03_training", "04_evaluation",
               "06_reproduction_report")
 
 
+def _check_nmi_memory(params: StudyParams) -> None:
+    """The NMI's joint histograms of the largest batch (training's ``batch_size`` x
+    ``augment_batches`` images, or evaluation's ``eval_batch_size``) must fit in this
+    machine's memory: ``nmi_bins``^2 counters per image and channel, and a few values per
+    pixel."""
+    config = params.training
+    device = resolve_device(config.device)
+    images = max(config.batch_size * config.augment_batches, config.eval_batch_size)
+    counter = 2 if device.type == "cpu" else 4  # imlib.nmi's counters: int16 on the CPU
+    needed = images * 3 * (config.nmi_bins ** 2 * counter + 32 * 32 * 20)
+    if device.type == "cpu":
+        available = _available_memory()
+    else:
+        available = torch.cuda.mem_get_info(device)[0]
+    if available is not None and needed > available:
+        raise ValueError(
+            f"nmi_bins {config.nmi_bins} with batches of {images} images needs about "
+            f"{needed / 1e9:.1f} GB for the NMI's joint histograms; {device.type} has "
+            f"{available / 1e9:.1f} GB available: lower -p eval_batch_size (or batch_size) "
+            "or nmi_bins")
+
+
+def _check_name_lengths(params: StudyParams) -> None:
+    """No folder name the run writes may exceed the file system's limit (255 bytes on most)."""
+    folders = {"runs_dir": params.runs_root, "figures_dir": params.figures.parent}
+    for name, folder in folders.items():
+        existing = Path(folder.anchor)  # the deepest existing folder on the way: its limit
+        for part in folder.parts[1:]:
+            if len(os.fsencode(part)) > 255 or not (existing / part).is_dir():
+                break
+            existing = existing / part
+        limit = os.pathconf(existing, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+        long = next((part for part in folder.parts if len(os.fsencode(part)) > limit), None)
+        if long is not None:
+            raise ValueError(f"{name} {shown(folder)} has a folder name of "
+                             f"{len(os.fsencode(long))} bytes, over this file system's "
+                             f"{limit}: give a shorter -p {name}")
+
+
 def validate(profile: str, overrides: dict[str, Any],
              selected: Sequence[str] | None = None) -> StudyParams:
     """The profile's parameters, or a ValueError that says what is allowed; also checks the
-    output folders (``_check_output_folders``) and that this machine has the device, the data
-    and the memory that the ``selected`` notebooks (default: all) need, so a GPU study's
-    figures can be redrawn on a laptop (``--only 05_figures``)."""
+    output folders (``imlib.outputs.check_output_folders``), their names' lengths, that the
+    kernels import this checkout's code, and that this machine has the device, the data and
+    the memory that the ``selected`` notebooks (default: all) need here, so a GPU study's
+    figures can be redrawn on a laptop (``--only 05_figures``) and a SLURM study submitted
+    from a login node without a GPU."""
     params = load_params(profile, overrides)
-    _check_output_folders(params)
+    check_output_folders(params)
+    _check_name_lengths(params)
+    check_kernel_code()
     selected = notebooks() if selected is None else selected
-    if any(name in NEEDS_DEVICE for name in selected):
+    here = [name for name in selected
+            if not (params.launcher == "slurm" and name == "03_training")]
+    if any(name in NEEDS_DEVICE for name in here):
         resolve_device(params.training.device)
-    if not any(name in NEEDS_DATA for name in selected):
+        _check_nmi_memory(params)
+    if not any(name in NEEDS_DATA for name in here):
         return params
     if params.training.dataset == "synthetic":
         _check_synthetic_set(params)
@@ -205,121 +205,7 @@ def validate(profile: str, overrides: dict[str, Any],
     return params
 
 
-# --- the folders a run writes: created and marked here, deleted by --fresh ---------------------
-
-
-def _executed_dir(params: StudyParams) -> Path:
-    return params.runs_root / "notebooks"
-
-
-def outputs(params: StudyParams, notebook: str) -> list[Path]:
-    """The folders ``notebook`` writes for the profile's selected protocols, variants, seeds."""
-    studies = [params.for_protocol(protocol) for protocol in params.protocols]
-    if notebook == "02_nmi_validation":
-        return [params.nmi_dir]
-    if notebook == "03_training":
-        return [run.dir for run in params.runs()]
-    if notebook == "04_evaluation":
-        return [s.eval_dir for s in studies]
-    if notebook == "05_figures":
-        return [s.figures for s in studies]
-    return []
-
-
-def _written(params: StudyParams, names: Sequence[str]) -> list[Path]:
-    """The folders the notebooks ``names`` write; all notebooks: the executed copies too."""
-    folders = [folder for name in names for folder in outputs(params, name)]
-    return folders + [_executed_dir(params)] if set(names) == set(notebooks()) else folders
-
-
-def _path_down(params: StudyParams, folder: Path) -> list[Path]:
-    """The folders from ``folder``'s root (runs_dir or figures_dir, the nearer) down to it."""
-    roots = [r for r in (params.runs_root, params.figures.parent)
-             if r == folder or r in folder.parents]
-    root = max(roots, key=lambda r: len(r.parts))
-    steps = folder.relative_to(root).parts
-    return [root] + [root.joinpath(*steps[:i]) for i in range(1, len(steps) + 1)]
-
-
-def _check_owner(params: StudyParams) -> None:
-    """Refuse folders that another profile's run created (their ``.imlib-created`` names it)
-    anywhere on the way to what this profile writes: two profiles never share a folder."""
-    for folder in _written(params, notebooks()):
-        for path in _path_down(params, folder):
-            owner = created_by(path)
-            if owner not in (None, params.profile):
-                raise ValueError(
-                    f"{_shown(path)} was created by profile {owner!r}; give {params.profile!r} "
-                    "folders of its own (-p runs_dir, -p figures_dir)")
-
-
-def _fresh_plan(params: StudyParams, names: list[str]) -> tuple[list[Path], list[Path]]:
-    """``--fresh``: the folders to delete (created by this profile's runs) and those kept
-    (existing, not created by it); a ValueError, before anything is deleted, for a folder
-    reached through a symbolic link below runs_dir or figures_dir or holding another
-    profile's folders."""
-    delete, keep = [], []
-    for folder in _written(params, names):
-        linked = next((p for p in _path_down(params, folder)[1:] if p.is_symlink()), None)
-        if linked is not None:
-            raise ValueError(f"--fresh refuses {_shown(linked)}: a symbolic link; it deletes "
-                             "only folders run_all.sh created, not what a link points to")
-        if not folder.is_dir():
-            continue
-        if created_by(folder) != params.profile:
-            keep.append(folder)
-            continue
-        for marker in folder.rglob(CREATED_MARKER):
-            owner = created_by(marker.parent)
-            if owner not in (None, params.profile):
-                raise ValueError(f"--fresh refuses {_shown(folder)}: it holds "
-                                 f"{_shown(marker.parent)}, created by profile {owner!r}")
-        delete.append(folder)
-    return delete, keep
-
-
-def remove_outputs(params: StudyParams, names: list[str]) -> tuple[list[Path], list[Path]]:
-    """``--fresh``: delete the folders the notebooks ``names`` write (all notebooks: the
-    executed copies too) that this profile's runs created; returns the deleted folders and
-    those kept (not created by it). Raises ValueError, deleting nothing, as ``_fresh_plan``."""
-    delete, keep = _fresh_plan(params, names)
-    for folder in delete:
-        shutil.rmtree(folder)
-    return delete, keep
-
-
-def _report_removed(params: StudyParams, names: list[str], removed: list[Path],
-                    kept: list[Path]) -> None:
-    print(f"--fresh: deleted {len(removed)} folder(s) under {_shown(params.runs_root)} and "
-          f"{_shown(params.figures.parent)}", flush=True)
-    if kept:
-        print(f"--fresh: kept {len(kept)} folder(s) that run_all.sh did not create for this "
-              f"profile (e.g. {_shown(kept[0])}): what they hold is reused or written over; "
-              "delete them by hand to start them over", flush=True)
-    if not removed:
-        return
-    later = [n for n in notebooks() if n > max(names) and n not in names and outputs(params, n)]
-    if later:
-        print(f"--fresh: {', '.join(later)} read what was deleted; their results are stale "
-              "until they run again", flush=True)
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working folder when it lies inside it, else absolute."""
-    path = Path(path).absolute()
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
-
-
 # --- running ---------------------------------------------------------------------------------
-
-
-def _to_ipynb(source: Path, target: Path) -> None:
-    import jupytext
-
-    notebook = jupytext.read(source)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
-    jupytext.write(notebook, target)
 
 
 def _select(only: list[str] | None) -> list[str]:
@@ -343,147 +229,153 @@ def _shown_value(value: Any) -> str:
 
 def _echo_overrides(params: StudyParams, overrides: Mapping[str, Any],
                     given: Mapping[str, str]) -> None:
-    """One line per overridden setting, as given and as the runs get it."""
+    """One line per overridden setting, as given and as the runs get it (paths absolute)."""
     for key, value in overrides.items():
         applied = getattr(params.training if key in TRAINING_FIELDS else params, key)
         print(f"-p {key} {given.get(key, _shown_value(value))} -> {key} = "
               f"{_shown_value(applied)}", flush=True)
 
 
-_DISK_FULL = re.compile(r"No space left on device|Errno 28|PytorchStreamWriter|"
-                        r"inline_container\.cc(?!.*Reader)")
-_OUT_OF_MEMORY = re.compile(r"out of memory|can't allocate memory|Cannot allocate memory")
+def _from_caller(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides with each relative path (runs_dir, figures_dir, data_root,
+    cifar100c_dir) made absolute from the caller's folder (``$IMLIB_CALLER_CWD``, else the
+    working folder): ``-p runs_dir runs/x`` means the folder where the command was typed."""
+    caller = Path(os.environ.get(CALLER_CWD) or os.getcwd())
+    resolved = dict(overrides)
+    for key in PATH_FIELDS:
+        value = resolved.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # YAML reads a folder called 5 as a number
+        if isinstance(value, str) and value.strip() and not value.startswith("~"):
+            resolved[key] = str(caller / value) if not Path(value).is_absolute() else value
+    return resolved
 
 
-def _free(folder: Path) -> int:
-    while not folder.exists():
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
-
-
-def _failure(name: str, params: StudyParams, err: BaseException, failed: Path) -> str | None:
-    """The one line for notebook ``name``'s failure ``err`` (a cell's error, a dead kernel, a
-    full disk, memory), naming the cause, the fix and the failed copy; None for an error of
-    the runner itself."""
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
-    kept = "finished runs and epochs are kept, the same command resumes"
-    copy = f"the failed copy: {_shown(failed)}" if failed.exists() else "no executed copy"
-    if isinstance(err, PapermillExecutionError):
-        ename, error = err.ename, f"{err.ename}: {err.evalue}"
-    elif isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        ename, error = "OSError", str(err)
-    elif isinstance(err, DeadKernelError):
-        return (f"notebook {name} stopped: its kernel died (killed, most often by the system "
-                f"for lack of memory); free memory or lower -p eval_batch_size, then rerun: "
-                f"{kept}; {copy}")
-    else:
-        return None
-    if _DISK_FULL.search(error):
-        folder = min((params.runs_root, params.figures.parent), key=_free)
-        free = f"{_free(folder) / 1e6:.0f} MB free"
-        return (f"notebook {name} stopped: disk full in {_shown(folder)} ({free}); free space "
-                f"there or choose another disk with -p runs_dir, then rerun: {kept}; {copy}")
-    if ename in ("MemoryError", "OutOfMemoryError") or _OUT_OF_MEMORY.search(error):
-        return (f"notebook {name} stopped: out of memory ({ename}); free memory (another "
-                f"process on the device?) or lower -p eval_batch_size, then rerun: {kept}; "
-                f"{copy}")
-    return f"notebook {name} failed in cell [{err.exec_count}]: {error}; {copy}"
-
-
-def _execute(name: str, params: StudyParams, overrides: dict[str, Any],
-             log_output: bool) -> None:
-    """Execute notebook ``name`` into a copy that replaces ``NN_name.ipynb`` only when it
-    succeeds; a failed copy is kept as ``NN_name.failed.ipynb``, the last good one untouched."""
-    import papermill
-
-    folder = _executed_dir(params)
-    executed, running, failed = (folder / f"{name}{end}"
-                                 for end in (".ipynb", ".running.ipynb", ".failed.ipynb"))
-    print(f"{name:<28}", end="\n" if log_output else "", flush=True)
-    start = time.perf_counter()
-    parameters: dict[str, Any] = {"profile": params.profile, "overrides": overrides}
+def _create_folders(params: StudyParams, names: Sequence[str], every: bool) -> None:
+    """Create and record the folders the notebooks ``names`` write; a folder that cannot be
+    made (read-only, no permission, a name too long) is one line (ValueError)."""
+    runs_dir = params.runs_root
     try:
-        _to_ipynb(NOTEBOOKS_DIR / f"{name}.py", running)
-        if "interactive" in papermill.inspect_notebook(str(running)):
-            parameters["interactive"] = False  # no widget frontend: the static view instead
-        papermill.execute_notebook(
-            _shown(running), _shown(running), kernel_name="python3", log_output=log_output,
-            progress_bar=False, cwd=str(PROJECT_ROOT), extra_arguments=KERNEL_ARGUMENTS,
-            parameters=parameters)
-    except BaseException as err:
-        if running.exists():
-            os.replace(running, failed)
-        if isinstance(err, KeyboardInterrupt):
-            raise
-        print("failed", flush=True)
-        message = _failure(name, params, err, failed)
-        if message is None:
-            raise
-        raise NotebookFailed(message) from None
-    os.replace(running, executed)
-    failed.unlink(missing_ok=True)
-    print(f"{time.perf_counter() - start:6.0f} s", flush=True)
+        for writer, folder in written(params, names, every):
+            mark_created(folder, params.profile, runs_dir, writer)
+        mark_created(executed_dir(params), params.profile, runs_dir, RUN_WRITER)
+    except OSError as err:
+        raise _unwritable(err) from None
+
+
+def _unwritable(err: OSError) -> Exception:
+    """A ValueError in one line for a folder that cannot be written; other errors unchanged."""
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ValueError(f"cannot write {err.filename} ({err.strerror}); give writable "
+                          "folders with -p runs_dir and -p figures_dir")
+    if err.errno == errno.ENAMETOOLONG:
+        return ValueError(f"cannot create {err.filename}: a name is too long for the file "
+                          "system; give shorter -p runs_dir and -p figures_dir")
+    return err
 
 
 def run(profile: str = "smoke", overrides: dict[str, Any] | None = None, fresh: bool = False,
         only: list[str] | None = None, log_output: bool = False,
         given: Mapping[str, str] | None = None) -> StudyParams:
     """Execute the notebooks (all, or those named in ``only``) on ``profile``; ``fresh``
-    deletes first what they wrote before (see ``remove_outputs``). Each override is echoed,
-    as ``given`` on the command line (default: its value) and as applied."""
+    deletes first what they wrote before (see ``imlib.outputs.remove_outputs``). Each
+    override is echoed, as ``given`` on the command line (default: its value) and as
+    applied; ``log_output`` (``--verbose``) shows every cell's output."""
     overrides = dict(overrides or {})
     selected = _select(only)
+    every = set(selected) == set(notebooks())
     params = validate(profile, overrides, selected)
     _echo_overrides(params, overrides, given or {})
-    _check_owner(params)
+    check_owner(params)
     if fresh:
-        _fresh_plan(params, selected)  # refuses before anything is created
+        fresh_plan(params, selected, every)  # refuses before anything is created
     roots = [params.runs_root, params.figures.parent]
-    for root in roots:  # what lies above the profile's folders is no one's: never marked
-        if _inside(root.parent, roots) is None:
-            root.parent.mkdir(parents=True, exist_ok=True)
-    mark_created(params.runs_root, profile)
+    try:
+        for root in roots:  # what lies above the profile's folders is no one's: never marked
+            if not any(r == root.parent or r in root.parent.parents for r in roots):
+                root.parent.mkdir(parents=True, exist_ok=True)
+        mark_created(params.runs_root, profile, params.runs_root, RUN_WRITER)
+    except OSError as err:
+        raise _unwritable(err) from None
     with exclusive_lock(params.runs_root):
-        _check_owner(params)  # again under the lock: another profile may have started since
-        executed = _executed_dir(params)
-        for folder in [*_written(params, notebooks()), executed]:
+        check_owner(params)  # again under the lock: another run may have started since
+        executed = executed_dir(params)
+        for _, folder in [*written(params, WRITERS, every=True)]:
             clean_stale_temporaries(folder)
+        clean_stale_temporaries(executed)
         for leftover in executed.glob("*.running.ipynb"):  # of a run that was killed
             leftover.unlink()
         if fresh:
-            _report_removed(params, selected, *remove_outputs(params, selected))
-        for folder in [*_written(params, selected), executed]:
-            mark_created(folder, profile)
-        with mock.patch.dict(os.environ, KERNEL_ENVIRONMENT):
-            for name in selected:
-                _execute(name, params, overrides, log_output)
+            removed, kept = remove_outputs(params, selected, every)
+            later = [n for n in notebooks() if n > max(selected) and n not in selected
+                     and outputs(params, n)]
+            report_removed(params, selected, removed, kept, later)
+        _create_folders(params, selected, every)
+        for name in selected:
+            execute(NOTEBOOKS_DIR / f"{name}.py", params, overrides, log_output)
     return params
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
+    """The command line; each ``-p KEY VALUE`` takes the two words after it as they are, so a
+    value that begins with ``-`` (``-p runs_dir -runs``, ``-p lr -1``) is a value, not an
+    option."""
     parser = argparse.ArgumentParser(prog="run_all.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="smoke",
                         help=f"parameter set (default smoke): {', '.join(profiles())}")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[],
                         metavar=("KEY", "VALUE"),
-                        help="override one parameter; VALUE is YAML, e.g. -p lr 1e-3, "
-                             "-p seeds '[0, 1]', -p protocols '[paper]'")
+                        help="override one parameter; VALUE is YAML 1.2, e.g. -p lr 1e-3, "
+                             "-p seeds '[0, 1]', -p protocols '[paper]'; a relative path is "
+                             "read from the folder the command is typed in")
     parser.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     parser.add_argument("--only", action="append", metavar="NOTEBOOK",
                         help="run only this notebook (repeatable), e.g. 05_figures")
     parser.add_argument("--verbose", action="store_true",
-                        help="also show the cells' output on the terminal")
-    return parser.parse_args(argv)
+                        help="also show every cell's output on the terminal")
+    params, rest, words = [], [], iter(argv)
+    for word in words:
+        if word in ("-p", "--param"):
+            pair = [next(words, None), next(words, None)]
+            if None in pair:
+                parser.error(f"{word} needs a KEY and a VALUE, e.g. -p epochs 3")
+            params.append(pair)
+        else:
+            rest.append(word)
+    args = parser.parse_args(rest)
+    args.param = params
+    return args
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the runner is, so it stops as a Ctrl-C does (the failed copy
+    kept, the kernel shut down)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _show_cell_output() -> None:
+    """``--verbose``: papermill logs every cell's output through ``logging``; print it."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("papermill")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
     """``run_all.sh``'s command line; exit 2 with one line on stderr for a bad parameter or a
-    profile already running, 1 when a notebook fails, 130 on Ctrl-C (what finished is kept)."""
+    profile already running, 1 when a notebook fails, 130 on Ctrl-C and 143 on SIGTERM (what
+    finished is kept)."""
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.verbose:
+        _show_cell_output()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        overrides = {key: parse_override(value) for key, value in args.param}
+        overrides = _from_caller({key: parse_override(value) for key, value in args.param})
         params = run(args.profile, overrides, fresh=args.fresh, only=args.only,
                      log_output=args.verbose, given=dict(args.param))
     except (ValueError, yaml.YAMLError, FolderBusy) as err:
@@ -498,17 +390,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_all.sh: disk full ({err}); free space there, then rerun the same command",
               file=sys.stderr)
         return 1
+    except _Terminated:
+        print("\nrun_all.sh: terminated (SIGTERM); finished runs and every run's last finished "
+              "epoch are kept: the same command resumes", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("\nrun_all.sh: interrupted; finished runs and every run's last finished epoch are "
               "kept: the same command resumes", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     figures = params.figures.parent
     plain = load_params(args.profile).figures.parent
     note = ""
     if figures != plain and "figures_dir" not in overrides:
-        note = f" (not {_shown(plain)}: that keeps the figures of the run without -p options)"
-    print(f"results: {_shown(params.runs_root)} (executed notebooks in "
-          f"{_shown(_executed_dir(params))}), figures: {_shown(figures)}{note}")
+        note = f" (not {shown(plain)}: that keeps the figures of the run without -p options)"
+    print(f"results: {shown(params.runs_root)} (executed notebooks in "
+          f"{shown(executed_dir(params))}), figures: {shown(figures)}{note}")
     return 0
 
 

@@ -34,8 +34,8 @@ from imlib.runs import TrainConfig
 from imlib.variants import VARIANT_SPECS, VARIANTS
 
 __all__ = ["PROFILES_DIR", "EVAL_DEGRADATIONS", "PROTOCOLS", "REFERENCE_CODE_ALL", "pinned",
-           "STUDY_FIELDS", "TRAINING_FIELDS", "StudyRun", "StudyParams", "profiles",
-           "parse_override", "load_params"]
+           "STUDY_FIELDS", "TRAINING_FIELDS", "PATH_FIELDS", "NMI_MAX_BINS", "StudyRun",
+           "StudyParams", "profiles", "parse_override", "load_params"]
 
 PROFILES_DIR = PROJECT_ROOT / "notebooks" / "profiles"
 EVAL_DEGRADATIONS = {"paper_eval": PAPER_EVAL, "train": TRAIN}
@@ -139,6 +139,11 @@ class StudyParams:
             if not self.cifar100c.is_dir():
                 raise ValueError(f"cifar100c_dir {self.cifar100c_dir!r} is not a folder; give "
                                  "the extracted CIFAR-100-C folder, or null to skip it")
+
+    @property
+    def profile_file(self) -> Path:
+        """The profile's YAML file (``imlib.io.provenance(profile_file)`` records its sha256)."""
+        return PROFILES_DIR / f"{self.profile}.yaml"
 
     @property
     def num_classes(self) -> int:
@@ -267,17 +272,72 @@ def _check_seeds(seeds: Any) -> tuple[int, ...]:
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's floats: ``1e-3`` is a number, not a string."""
+    """PyYAML's safe loader with the YAML 1.2 core schema's resolution of plain scalars: null
+    (``null``, ``~``, empty), booleans (``true``, ``False``...), integers (decimal with any
+    leading zeros, ``0o`` octal, ``0x`` hex), floats (``1e-3``, ``.5``, ``.inf``, ``.nan``);
+    everything else is a string (``yes``, ``on``, ``1:00``, ``2001-12-14``, ``0b1``). YAML 1.1's
+    ``<<`` merge is a plain key. A duplicate key, or an alias (``*name``: no profile needs one,
+    and nested aliases can expand to gigabytes), is an error naming its line."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} refused: write the value out (profiles take "
+                "no anchors or aliases)", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.get(key)
+            except TypeError:
+                continue  # an unhashable key: PyYAML's own error names it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first}); keep one",
+                    key_node.start_mark)
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"""),
-    list("-+0123456789."))
+def _core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)
+
+
+def _core_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    text = loader.construct_scalar(node).lower()
+    if text.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    return float("nan") if text == ".nan" else float(text)
+
+
+def _core_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
+    return loader.construct_scalar(node).lower() == "true"
+
+
+# The core schema's tag resolution (YAML 1.2.2, section 10.3.2), in place of YAML 1.1's.
+_Yaml12Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+        ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+        ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+        ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+        ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                  r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+0123456789."))):
+    _Yaml12Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), _first)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _core_int)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _core_float)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:bool", _core_bool)
 
 
 def parse_override(text: str) -> Any:
-    """A ``-p KEY VALUE`` value, read as YAML 1.2 (``1e-3`` -> 0.001, ``[0, 1]`` -> a list)."""
+    """A ``-p KEY VALUE`` value, read as YAML 1.2 (``1e-3`` -> 0.001, ``[0, 1]`` -> a list,
+    ``[010]`` -> [10], ``yes`` and ``1:00`` -> strings)."""
     try:
         return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as err:
@@ -309,7 +369,8 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
-_PATH_FIELDS = ("runs_dir", "figures_dir", "cifar100c_dir", "data_root")
+PATH_FIELDS = ("runs_dir", "figures_dir", "cifar100c_dir", "data_root")
+NMI_MAX_BINS = 256  # the values of an 8-bit channel: more bins only add empty ones
 _LIST_FIELDS = ("variants", "ablations", "protocols", "seeds", "degrade_kinds")
 STUDY_FIELDS = tuple(f.name for f in dataclasses.fields(StudyParams)
                      if f.name not in ("training", "protocol"))
@@ -319,6 +380,29 @@ def _check_finite_numbers(values: dict[str, Any]) -> None:
     for name, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value}")
+
+
+def _check_paths(values: dict[str, Any]) -> None:
+    """Each folder a path string (YAML reads a folder called 5 as a number: made a string);
+    data_root and cifar100c_dir may be null. A list or a mapping is refused unprinted (an
+    alias bomb would print for hours)."""
+    for name in PATH_FIELDS:
+        value = values.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[name] = value = str(value)
+        if value is None and name in ("data_root", "cifar100c_dir"):
+            continue
+        if name in values and not (isinstance(value, str) and value.strip()):
+            shown = repr(value) if isinstance(value, (str, bool)) or value is None else \
+                f"a {type(value).__name__}"
+            raise ValueError(f"{name} must be a folder (a path), got {shown}")
+
+
+def _check_nmi_bins(values: dict[str, Any]) -> None:
+    bins = values.get("nmi_bins")
+    if isinstance(bins, int) and not isinstance(bins, bool) and bins > NMI_MAX_BINS:
+        raise ValueError(f"nmi_bins must be at most {NMI_MAX_BINS} (an 8-bit channel holds 256 "
+                         f"values: more bins are empty), got {bins}")
 
 
 def _check_lists(values: dict[str, Any]) -> None:
@@ -397,9 +481,8 @@ def load_params(profile: str = "smoke", overrides: dict[str, Any] | None = None)
                          f"the file's name, {profile!r}")
     _check_finite_numbers(values)
     _check_lists(values)
-    for name in _PATH_FIELDS:  # YAML reads a folder called 5 as a number
-        if isinstance(values.get(name), (int, float)) and not isinstance(values[name], bool):
-            values[name] = str(values[name])
+    _check_paths(values)
+    _check_nmi_bins(values)
     values["figures_dir"] = _figures_dir(values, overrides)
     training = TrainConfig(**{k: v for k, v in values.items() if k in TRAINING_FIELDS})
     params = StudyParams(training=training,

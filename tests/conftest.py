@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest_plugins = ["pipeline_fixtures"]  # the runner's fixtures, for its test modules
+
 PHOTOS = ("astronaut", "chelsea", "coffee")  # bundled with scikit-image: no download
 
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from imlib.io import (CREATED_MARKER, LOCK_NAME, FolderBusy, append_jsonl, atomic_save,
-                      atomic_write_text, clean_stale_temporaries, created_by, exclusive_lock,
+                      atomic_write_text, clean_stale_temporaries, created_by, created_record,
+                      exclusive_lock,
                       mark_created, read_jsonl)
 
 
@@ -189,8 +190,8 @@ def test_provenance_records_uncommitted_changes_to_the_code(tmp_path, monkeypatc
     (repo / "imlib" / "train.py").write_text("lr = 5e-4\n")
     assert state()[2] not in (None, edited[2])
     (repo / "imlib" / "train.py").write_text("lr = 1e-3\n")
-    (repo / "imlib" / "new.py").write_text("")  # untracked code counts too
-    assert state()[:2] == (commit, True)
+    (repo / "imlib" / "new.py").write_text("")  # untracked: no tracked code imports it
+    assert state() == (commit, False, None)
     monkeypatch.setattr(io_module, "_PROJECT", tmp_path)  # no checkout at all
     assert state() == (None, None, None)
 
@@ -217,3 +218,47 @@ def test_the_provenance_note_says_when_runs_came_from_an_edited_tree():
     note = provenance_note(origins(edited, edited), here)
     assert "all of them by commit `aaaaaaaaaa` plus uncommitted changes" in note
     assert "not a git checkout" in provenance_note(origins(clean), {"git_commit": None})
+
+
+def test_only_tracked_code_marks_the_tree_as_edited_and_a_profile_is_recorded_as_one(
+        tmp_path, monkeypatch):
+    """A checkout in tmp_path: a user's own profile or notebook copy (untracked), or an edited
+    profile, leaves git_dirty False; an edited library module or notebook sets it."""
+    import hashlib
+
+    import imlib.io as io
+
+    repo = tmp_path / "checkout"
+    for path, text in {"imlib/a.py": "x = 1\n", "notebooks/01_a.py": "y = 1\n",
+                       "notebooks/profiles/smoke.yaml": "epochs: 1\n",
+                       "pyproject.toml": "[project]\n"}.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "start")
+    monkeypatch.setattr(io, "_PROJECT", repo)
+    assert io.provenance()["git_dirty"] is False
+    mine = repo / "notebooks" / "profiles" / "mine.yaml"
+    mine.write_text("epochs: 2\n")
+    (repo / "notebooks" / "01_a copy.py").write_text("y = 2\n")
+    (repo / "notebooks" / "profiles" / "smoke.yaml").write_text("epochs: 3\n")
+    record = io.provenance(mine)
+    assert record["git_dirty"] is False and record["git_diff_sha256"] is None
+    assert record["profile_sha256"] == hashlib.sha256(b"epochs: 2\n").hexdigest()
+    for edited in ("imlib/a.py", "notebooks/01_a.py", "pyproject.toml"):
+        (repo / edited).write_text((repo / edited).read_text() + "# edited\n")
+        assert io.provenance()["git_dirty"] is True, edited
+        _git(repo, "checkout", "--", edited)
+
+
+def test_mark_created_records_the_runs_dir_and_the_writer(tmp_path):
+    runs = tmp_path / "runs"
+    made = mark_created(runs / "train" / "x", "smoke", runs, "03_training")
+    assert [p.name for p in made] == ["runs", "train", "x"]
+    assert created_record(runs / "train") == {"profile": "smoke", "runs_dir": str(runs.resolve()),
+                                              "notebook": "03_training"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / CREATED_MARKER).write_text('{"profile": "smoke"}')  # an older version's
+    assert created_record(tmp_path / "old") == {"profile": "smoke", "runs_dir": None,
+                                                "notebook": None}

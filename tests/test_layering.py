@@ -27,7 +27,7 @@ LAYERS = (
     # what a reader sees
     ("thumbnails", "verdicts", "class_information", "report", "figure_parts", "plots",
      "information_plots", "explorer"),
-    ("pipeline",),  # the runner behind run_all.sh
+    ("outputs", "execution", "pipeline"),  # the runner behind run_all.sh: folders, kernels, CLI
 )
 RANK = {module: (layer, position) for layer, modules in enumerate(LAYERS)
         for position, module in enumerate(modules)}

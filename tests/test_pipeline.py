@@ -16,22 +16,12 @@ import pytest
 import torch
 
 import imlib.pipeline as pipeline
+from pipeline_fixtures import (every_file, fake_executions, make_outputs, one_line_refusal,
+                               tmp_args, tmp_overrides, write_notebooks)
 from imlib import study
-from imlib.io import created_by, mark_created
-from imlib.io import PROJECT_ROOT
+from imlib.execution import NotebookFailed
+from imlib.io import PROJECT_ROOT, created_by, mark_created
 from imlib.study import load_params, profiles
-
-
-def tmp_overrides(tmp_path: Path) -> dict:
-    return {"runs_dir": str(tmp_path / "runs"), "figures_dir": str(tmp_path / "figures")}
-
-
-def tmp_args(tmp_path: Path) -> list[str]:
-    return [arg for key, value in tmp_overrides(tmp_path).items() for arg in ("-p", key, value)]
-
-
-def every_file(folder: Path) -> set[Path]:
-    return set(folder.rglob("*"))
 
 
 def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
@@ -40,22 +30,6 @@ def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
     assert smoke.training.dataset == "synthetic" and smoke.training.model == "small_cnn"
     out_dir = smoke.train_config("im", 0).out_dir
     assert out_dir.endswith(os.path.join("train", "paper", "im", "seed0"))
-
-
-@pytest.fixture
-def no_notebook_runs(monkeypatch):
-    """Fail the test if validation lets a notebook start."""
-    def refuse(name, *args, **kwargs):
-        pytest.fail(f"notebook {name} ran although its parameters are invalid")
-
-    monkeypatch.setattr(pipeline, "_execute", refuse)
-
-
-def one_line_refusal(capsys, code: int) -> str:
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert err.startswith("run_all.sh: ") and err.count("\n") == 1, err
-    return err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -72,6 +46,8 @@ def one_line_refusal(capsys, code: int) -> str:
     (["-p", "nmi_pairs", "0"], "nmi_pairs must be"),
     (["-p", "synthetic_classes", "1"], "synthetic_classes must be"),
     (["-p", "amp", "maybe"], "amp must be"),
+    # YAML 1.2, as the README says: yes is a string, not YAML 1.1's true
+    (["-p", "amp", "yes"], "amp must be true or false, got 'yes'"),
     (["-p", "cifar100c_dir", "5"], "cifar100c_dir"),
     (["-p", "eval_class", "10"], "eval_class must lie in"),
     (["-p", "device", "tpu"], "device must be"),
@@ -94,6 +70,21 @@ def one_line_refusal(capsys, code: int) -> str:
     (["-p", "holdout_fraction", "0.99", "-p", "protocols", "[paper]"],
      "leaves 30 training images, fewer than one batch of 128"),
     (["-p", "synthetic_classes", "100000"], r"synthetic_classes 100000 .* needs about \d+\.\d GB"),
+    # bounds where a value is meaningless or unaffordable
+    (["-p", "nmi_bins", "100000"], r"nmi_bins must be at most 256 .*got 100000"),
+    (["-p", "nmi_bins", "257"], r"nmi_bins must be at most 256"),
+    (["-p", "nmi_bins", "256", "-p", "eval_batch_size", "100000000"],
+     r"nmi_bins 256 with batches of 100000000 images needs about \d+\.\d GB for the NMI's joint "
+     r"histograms; cpu has \d+\.\d GB available: lower -p eval_batch_size"),
+    # paths are path strings: no list, no mapping (printed by type, never expanded)
+    (["-p", "data_root", "[a, b]"], "data_root must be a folder \\(a path\\), got a list"),
+    (["-p", "data_root", "{a: 1}"], "data_root must be a folder \\(a path\\), got a dict"),
+    (["-p", "cifar100c_dir", "[x]"], "cifar100c_dir must be a folder \\(a path\\), got a list"),
+    (["-p", "runs_dir", "[x]"], "runs_dir must be a folder \\(a path\\), got a list"),
+    (["-p", "slurm", "{time: 60, time: 90}"], "line 1: duplicate key 'time'"),
+    # a folder name the file system cannot hold
+    (["-p", "runs_dir", "/tmp/" + "x" * 300], r"runs_dir /tmp/x+ has a folder name of 300 bytes, "
+                                             r"over this file system's 255: give a shorter"),
 ])
 def test_bad_parameters_give_one_line_and_exit_2_before_any_notebook(
         tmp_path, capsys, no_notebook_runs, args, message):
@@ -107,6 +98,12 @@ def test_bad_parameters_give_one_line_and_exit_2_before_any_notebook(
 
 @pytest.mark.parametrize("text, message", [
     ("profile: broken\nseeds: [0, 1\nvariants: [im]\n", r"broken.yaml: YAML syntax error at line"),
+    ("profile: broken\nseeds: [0]\nepochs: 2\nepochs: 3\n",
+     r"broken.yaml: YAML syntax error at line 4: duplicate key 'epochs' \(first on line 3\)"),
+    # "billion laughs": nested aliases refused while reading, before anything expands them
+    ("profile: broken\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a]\n"
+     "data_root: [*b, *b, *b, *b, *b, *b, *b]\n", r"broken.yaml: YAML syntax error at line 3: "
+                                                 r"alias \*a refused"),
     ("", "empty.yaml is empty"),
     ("# only a comment\n", "empty.yaml is empty"),
 ])
@@ -164,15 +161,6 @@ def test_a_file_given_as_the_data_folder_is_called_a_file(tmp_path, monkeypatch,
     assert f"the data folder {archive} ({how}) is a file, not a folder" in err
 
 
-def write_notebooks(folder: Path, cells: dict[str, str]) -> Path:
-    """Percent-format notebooks ``NN_name.py`` in ``folder``, each with a parameters cell."""
-    folder.mkdir()
-    for name, code in cells.items():
-        (folder / f"{name}.py").write_text('# %% tags=["parameters"]\nprofile = "smoke"\n'
-                                           f"overrides = {{}}\n\n# %%\n{code}\n")
-    return folder
-
-
 def test_a_failing_notebook_is_named_with_its_cell_and_executed_copy(tmp_path, monkeypatch,
                                                                     capsys):
     notebooks = write_notebooks(tmp_path / "notebooks", {
@@ -181,7 +169,7 @@ def test_a_failing_notebook_is_named_with_its_cell_and_executed_copy(tmp_path, m
         "03_never": 'raise SystemExit("must not run")'})
     monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", notebooks)
     platform_dirs = os.environ.get("JUPYTER_PLATFORM_DIRS")
-    with pytest.raises(pipeline.NotebookFailed, match="notebook 02_broken failed") as failure:
+    with pytest.raises(NotebookFailed, match="notebook 02_broken failed") as failure:
         pipeline.run("smoke", tmp_overrides(tmp_path), log_output=False)
     executed = tmp_path / "runs" / "notebooks"
     assert "planted failure" in str(failure.value) and "\n" not in str(failure.value)
@@ -290,31 +278,39 @@ def test_cli_parses_parameter_values_as_yaml(tmp_path, monkeypatch, capsys):
 # --- --fresh: only what this profile's selected notebooks wrote --------------------------------
 
 
-@pytest.fixture
-def fake_checkout(tmp_path, monkeypatch):
-    """A checkout with history and uncommitted work, as the project root."""
-    checkout = tmp_path / "checkout"
-    (checkout / ".git").mkdir(parents=True)
-    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    (checkout / "uncommitted.py").write_text("work = 1\n")
-    for module in (study, pipeline):  # each binds imlib.io's PROJECT_ROOT at import
-        monkeypatch.setattr(module, "PROJECT_ROOT", checkout)
-    return checkout
-
-
 @pytest.mark.parametrize("fresh", [[], ["--fresh"]])
 @pytest.mark.parametrize("args, message", [
-    (["-p", "runs_dir", "."], "runs_dir '.' is the checkout or holds it"),
-    (["-p", "runs_dir", ".."], "runs_dir '..' is the checkout or holds it"),
-    (["-p", "figures_dir", "."], "figures_dir '.' is the checkout or holds it"),
-    (["-p", "runs_dir", "notebooks"], "runs_dir 'notebooks' lies in the checkout's source folder "
-                                      "notebooks/"),
+    (["-p", "runs_dir", "."], r"runs_dir \S+/checkout is the checkout or holds it"),
+    (["-p", "runs_dir", ".."], r"runs_dir \S+ is the checkout or holds it"),
+    (["-p", "figures_dir", "."], r"figures_dir \S+/checkout is the checkout or holds it"),
+    (["-p", "runs_dir", "notebooks"], r"runs_dir \S+/checkout/notebooks lies in the checkout's "
+                                      "source folder notebooks/"),
     (["-p", "figures_dir", "imlib/figures"], "lies in the checkout's source folder imlib/"),
     (["-p", "runs_dir", "tests/runs"], "lies in the checkout's source folder tests/"),
-    (["-p", "runs_dir", "runs/cpu"], r"runs/cpu lies in .*runs/cpu, a folder of profile 'cpu'"),
-    # smoke's figures of the paper protocol would land in the paper profile's figures folder
+    (["-p", "runs_dir", "runs/cpu"],
+     r"runs_dir's train/ \S+/runs/cpu/train is \S+/runs/cpu/train, a folder of profile 'cpu'"),
+    # smoke's figures folder would hold the paper profile's figures folder
     (["-p", "figures_dir", "paper_figures"],
-     r"paper_figures/paper lies in .*paper_figures/paper, a folder of profile 'paper'"),
+     r"figures_dir \S+/paper_figures holds \S+/paper_figures/(cpu|paper), a folder of profile"),
+    # a figures folder that would hold another profile's run folders
+    (["-p", "runs_dir", "r/c25", "-p", "figures_dir", "runs"],
+     r"figures_dir \S+/runs holds \S+/runs/cpu/\w+, a folder of profile 'cpu'"),
+    # this profile's own folders: figures in its training runs, its evaluation, its runs_dir
+    (["-p", "runs_dir", "r/c26", "-p", "figures_dir", "r/c26/train"],
+     r"figures_dir \S+/r/c26/train is \S+/r/c26/train, runs_dir's train/ \(03_training\): the "
+     r"two would overwrite or delete each other's files; give -p figures_dir a folder of its own, "
+     r"e\.g\. \S+/r/c26/figures"),
+    (["-p", "runs_dir", "r/c27", "-p", "figures_dir", "r/c27/eval"],
+     r"figures_dir \S+/r/c27/eval is \S+/r/c27/eval, runs_dir's eval/ \(04_evaluation\)"),
+    (["-p", "runs_dir", "r/c28", "-p", "figures_dir", "r/c28/nmi/figs"],
+     r"figures_dir \S+/r/c28/nmi/figs lies in \S+/r/c28/nmi, runs_dir's nmi/"),
+    (["-p", "runs_dir", "r/c29", "-p", "figures_dir", "r/c29"],
+     r"figures_dir \S+/r/c29 holds \S+/r/c29/train"),
+    (["-p", "runs_dir", "r/c30/inside", "-p", "figures_dir", "r/c30"],
+     r"figures_dir \S+/r/c30 holds \S+/r/c30/inside/train"),
+    (["-p", "runs_dir", "r/c31", "-p", "figures_dir", "r/c31/jobs"], r"runs_dir's jobs/"),
+    (["-p", "runs_dir", "r/c32", "-p", "figures_dir", "r/c32/notebooks"],
+     r"runs_dir's notebooks/"),
 ])
 def test_outputs_in_the_checkout_its_sources_or_another_profiles_folders_are_refused(
         fake_checkout, capsys, no_notebook_runs, fresh, args, message):
@@ -324,13 +320,6 @@ def test_outputs_in_the_checkout_its_sources_or_another_profiles_folders_are_ref
     err = one_line_refusal(capsys, pipeline.main([*fresh, "--only", "01_theory", *args]))
     assert re.search(message, err), err
     assert every_file(fake_checkout.parent) == before
-
-
-def fake_executions(monkeypatch) -> list[str]:
-    """Notebooks 'run' without a kernel; returns the names, in order."""
-    ran = []
-    monkeypatch.setattr(pipeline, "_execute", lambda name, *args: ran.append(name))
-    return ran
 
 
 @pytest.mark.parametrize("linked", [False, True])
@@ -404,22 +393,13 @@ def test_fresh_refuses_a_folder_that_holds_another_profiles_folder(tmp_path, cap
                                                                    no_notebook_runs):
     params = load_params("smoke", tmp_overrides(tmp_path))
     nmi = params.nmi_dir
-    mark_created(nmi, "smoke")
+    mark_created(nmi, "smoke", params.runs_root, "02_nmi_validation")
     mark_created(nmi / "inside", "cpu")  # how it got there does not matter: it is not ours
     before = every_file(tmp_path)
     err = one_line_refusal(capsys, pipeline.main(["--fresh", "--only", "02_nmi_validation",
                                                   *tmp_args(tmp_path)]))
     assert "--fresh refuses" in err and "created by profile 'cpu'" in err
     assert every_file(tmp_path) == before
-
-
-def make_outputs(params) -> list[Path]:
-    """Every folder a full run of ``params`` writes, created by its profile, each with a file."""
-    folders = [folder for name in pipeline.notebooks() for folder in pipeline.outputs(params, name)]
-    for folder in [*folders, params.runs_root / "notebooks"]:
-        mark_created(folder, params.profile)
-        (folder / "result.json").write_text("{}")
-    return folders
 
 
 def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout, monkeypatch,
@@ -431,7 +411,7 @@ def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout,
     mark_created(cpu_run, "cpu")
     root = smoke.runs_root
     unselected_seed = root / "train" / "paper" / "im" / "seed7"
-    mark_created(unselected_seed, "smoke")
+    mark_created(unselected_seed, "smoke", root, "03_training")
     unmarked = smoke.train_dir("baseline", smoke.seeds[0])
     (unmarked / ".imlib-created").unlink()
     stale = unmarked / ".last.pt.abcd1234.tmp"
@@ -490,11 +470,11 @@ def test_only_the_plain_run_draws_the_tracked_readme_figures(fake_checkout, monk
     tracked.parent.mkdir(parents=True)
     tracked.write_text("the committed figure")
 
-    def notebook_05(name, params, overrides, log_output):
+    def notebook_05(source, params, overrides, log_output):
         figures = load_params(params.profile, overrides).figures  # as the notebook loads them
         (figures / "confidence_vs_nmi.png").write_text(f"drawn with {overrides}")
 
-    monkeypatch.setattr(pipeline, "_execute", notebook_05)
+    monkeypatch.setattr(pipeline, "execute", notebook_05)
     assert pipeline.main(["--only", "05_figures", "-p", "epochs", "3"]) == 0
     assert tracked.read_text() == "the committed figure"
     drawn = fake_checkout / "runs" / "smoke" / "figures" / "paper" / "confidence_vs_nmi.png"
@@ -514,10 +494,10 @@ def test_only_the_plain_run_draws_the_tracked_readme_figures(fake_checkout, monk
 def test_each_override_is_echoed_as_given_and_as_applied(tmp_path, monkeypatch, capsys):
     fake_executions(monkeypatch)
     assert pipeline.main(["--only", "01_theory", "-p", "protocols", "[paper]", "-p", "lr", "2e-3",
-                          "-p", "seeds", "[0,1]", "-p", "amp", "yes", *tmp_args(tmp_path)]) == 0
+                          "-p", "seeds", "[0,1]", "-p", "amp", "TRUE", *tmp_args(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:4] == ["-p protocols [paper] -> protocols = [paper]", "-p lr 2e-3 -> lr = 0.002",
-                         "-p seeds [0,1] -> seeds = [0, 1]", "-p amp yes -> amp = true"]
+                         "-p seeds [0,1] -> seeds = [0, 1]", "-p amp TRUE -> amp = true"]
     assert load_params("smoke", {"protocols": ["paper"], "lr": 2e-3}).train_config(
         "im", 0).lr == 0.002
 
@@ -566,10 +546,77 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_lock_free(tmp_path, capsys
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_execute", interrupted)
+    monkeypatch.setattr(pipeline, "execute", interrupted)
     folders = ["-p", "runs_dir", str(tmp_path / "runs"), "-p", "figures_dir", str(tmp_path / "f")]
     assert pipeline.main(["--only", "03_training", *folders]) == 130
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().startswith("run_all.sh: interrupted")
     with pipeline.exclusive_lock(tmp_path / "runs"):  # released: a new run may start
         pass
+
+
+# --- one line for what the machine refuses; paths as the caller means them ------------------
+
+
+@pytest.mark.parametrize("code, message", [
+    (errno.EROFS, r"cannot write \S+ \(Read-only file system\); give writable folders with "
+                  r"-p runs_dir and -p figures_dir"),
+    (errno.EACCES, r"cannot write \S+ \(Permission denied\)"),
+    (errno.ENAMETOOLONG, r"a name is too long for the file system"),
+])
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys,
+                                                     no_notebook_runs, code, message):
+    """The operating system's refusal (root writes anywhere, so the refusal is planted where
+    the runner creates its folders)."""
+    def refused(folder, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(folder))
+
+    monkeypatch.setattr(pipeline, "mark_created", refused)
+    err = one_line_refusal(capsys, pipeline.main(["--only", "01_theory", *tmp_args(tmp_path)]))
+    assert re.search(message, err), err
+
+
+def test_relative_paths_are_the_callers_and_echoed_absolute(tmp_path, monkeypatch, capsys):
+    fake_executions(monkeypatch)
+    monkeypatch.setenv(pipeline.CALLER_CWD, str(tmp_path / "where-i-typed"))
+    assert pipeline.main(["--only", "05_figures", "-p", "runs_dir", "mine",
+                          "-p", "figures_dir", "../figs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    mine = tmp_path / "where-i-typed" / "mine"
+    assert f"-p runs_dir mine -> runs_dir = {mine}" in out
+    assert (mine / "notebooks").is_dir() and (tmp_path / "where-i-typed" / ".." / "figs").is_dir()
+    assert out[-1].startswith(f"results: {mine} ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_slurm_study_validates_on_a_login_node_without_gpu_or_data(monkeypatch, tmp_path,
+                                                                      offline):
+    """The jobs resolve the device and the data where they run; 04 still needs them here."""
+    monkeypatch.setenv("IMLIB_DATA", str(tmp_path / "no-cifar-here"))
+    slurm = {"launcher": "slurm", "slurm": {"time": 60}, **tmp_overrides(tmp_path)}
+    params = pipeline.validate("paper", slurm, ["03_training"])
+    assert params.training.device == "cuda"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pipeline.validate("paper", slurm, ["03_training", "04_evaluation"])
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        pipeline.validate("paper", {**slurm, "launcher": "local"}, ["03_training"])
+
+
+def test_run_all_sh_names_a_damaged_environment_and_the_command_that_rebuilds_it(tmp_path):
+    """A .venv whose Python sees no installed package (as after a failed install)."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("run_all.sh", "pyproject.toml"):
+        (checkout / name).write_bytes((PROJECT_ROOT / name).read_bytes())
+    (checkout / "run_all.sh").chmod(0o755)
+    python = checkout / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')  # -S: no site-packages
+    python.chmod(0o755)
+    (checkout / ".venv" / ".installed").touch()
+    environment = {k: v for k, v in os.environ.items() if k not in ("CONDA_PREFIX", "PYTHONPATH")}
+    done = subprocess.run([str(checkout / "run_all.sh")], capture_output=True, text=True,
+                          timeout=120, env=environment)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("run_all.sh: the environment is damaged (cannot import: torch ")
+    assert done.stderr.strip().endswith("rebuild it: rm -rf .venv && ./run_all.sh")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import imlib.study as study
@@ -82,7 +84,7 @@ def test_overrides_read_as_yaml_1_2(text, value):
 @pytest.mark.parametrize("overrides, message", [
     ({"seeds": 3}, "seeds must be a non-empty list"),
     ({"seeds": [0, 0]}, "seeds must be distinct"),
-    ({"runs_dir": None}, "runs_dir must be a folder name"),
+    ({"runs_dir": None}, r"runs_dir must be a folder \(a path\)"),
     ({"lr": float("nan")}, "lr must be a finite number"),
     ({"nmi_pairs": 0}, "nmi_pairs must be an int >= 1"),
     ({"synthetic_classes": 1}, "synthetic_classes"),
@@ -180,3 +182,43 @@ def test_figures_go_to_the_runs_folder_unless_the_run_is_plain_or_names_them(tmp
     assert moved.figures == tmp_path / "r" / "figures" / "paper"
     named = load_params("smoke", {"epochs": 3, "figures_dir": str(tmp_path / "f")})
     assert named.figures.parent == tmp_path / "f"
+
+
+# The YAML 1.2.2 specification's examples of the core schema: 2.19 (integers), 2.20 (floats),
+# 2.21 (miscellaneous) and 10.9 (core tag resolution); then YAML 1.1's readings that 1.2 drops.
+@pytest.mark.parametrize("text, value", [
+    ("12345", 12345), ("+12345", 12345), ("0o14", 12), ("0xC", 12),  # example 2.19
+    ("1.23015e+3", 1230.15), ("12.3015e+02", 1230.15), ("1230.15", 1230.15),  # example 2.20
+    ("-.inf", float("-inf")),
+    ("null", None), ("", None), ("true", True), ("false", False), ("'012345'", "012345"),  # 2.21
+    ("[ true, True, false, FALSE ]", [True, True, False, False]),  # example 10.9
+    ("[ 0, 0o7, 0x3A, -19 ]", [0, 7, 58, -19]),
+    ("[ 0., -0.0, .5, +12e03, -2E+05 ]", [0.0, -0.0, 0.5, 12000.0, -200000.0]),
+    ("[ .inf, -.Inf, +.INF ]", [float("inf"), float("-inf"), float("inf")]),
+    ("[010]", [10]), ("0010", 10), ("1:00", "1:00"), ("yes", "yes"), ("No", "No"), ("on", "on"),
+    ("0b101", "0b101"), ("2001-12-14", "2001-12-14"), ("1_000", "1_000"), ("~", None),
+])
+def test_values_follow_the_yaml_1_2_core_schema(text, value):
+    parsed = parse_override(text)
+    assert parsed == value and type(parsed) is type(value), (text, parsed)
+
+
+def test_yaml_1_2_nan_is_read_as_nan():
+    assert all(math.isnan(parse_override(text)) for text in (".nan", ".NaN", ".NAN"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{a: 1, b: 2, a: 3}", r"line 1: duplicate key 'a' \(first on line 1\)"),
+    ("x: 1\ny:\n  z: 2\n  z: 3\n", r"line 4: duplicate key 'z' \(first on line 3\)"),
+    ("a: &x [1]\nb: *x\n", r"line 2: alias \*x refused"),
+    ("!!python/object/apply:os.system [echo hi]", "could not determine a constructor"),
+])
+def test_duplicate_keys_aliases_and_python_tags_are_refused_with_the_line(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_override(text)
+
+
+def test_the_profile_file_is_known_to_record_its_digest():
+    params = load_params("smoke")
+    assert params.profile_file == study.PROFILES_DIR / "smoke.yaml"
+    assert params.profile_file.is_file()
