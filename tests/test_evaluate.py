@@ -35,6 +35,7 @@ from imlib.runs import IncompleteRunError, RunFiles, load_model
 from imlib.study import load_params
 from imlib.study_evaluation import evaluate_study, update_evaluation
 from imlib.train import train
+from oracles import retrained
 
 
 class FixedLogits(nn.Module):
@@ -366,20 +367,6 @@ def digests(folder):
             if p.is_file()}
 
 
-def retrain(run):
-    """Other weights in ``run``'s best.pt, as training it again with other draws would leave
-    (and the digest its result.json records, where it records one)."""
-    files = RunFiles(run.dir)
-    state = torch.load(files.best, weights_only=True)
-    first = next(iter(state["model"]))
-    state["model"][first] = state["model"][first] + 0.05
-    torch.save(state, files.best)
-    result = json.loads(files.result.read_text())
-    if "best_sha256" in result:
-        result["best_sha256"] = hashlib.sha256(files.best.read_bytes()).hexdigest()
-        files.result.write_text(json.dumps(result))
-
-
 def test_a_saved_evaluation_is_reused_and_only_a_changed_run_evaluated_again(study, tmp_path,
                                                                              capsys):
     params, data, settings = copied_study(study, tmp_path)
@@ -392,7 +379,7 @@ def test_a_saved_evaluation_is_reused_and_only_a_changed_run_evaluated_again(stu
     pd.testing.assert_frame_equal(again.sweeps, first.sweeps)
 
     im = next(run for run in params.runs() if run.variant == "im")
-    retrain(im)
+    retrained(im.dir)
     partial = update_evaluation(params, data, settings)
     said = capsys.readouterr().out.strip()
     assert said.endswith("reused 1 of 2 models from "

@@ -23,7 +23,8 @@ LAYERS = (
     ("runs",),  # what a run is: settings, files, completion, checkpoints
     ("train",),  # the engine
     ("launch",),  # where the runs train: this process, local processes, SLURM
-    ("study", "results", "nmi_study", "evaluate", "corruptions", "study_evaluation"),  # the study, its results
+    # the study and its results
+    ("study", "results", "nmi_study", "evaluate", "corruptions", "study_evaluation"),
     ("thumbnails", "report", "plots", "explorer"),  # what a reader sees
     ("pipeline",),  # the runner behind run_all.sh
 )
