@@ -128,6 +128,9 @@ def update_evaluation(params: StudyParams, data: ImageData,
     evaluated and why. ``settings`` defaults to the profile's
     (:func:`imlib.results.eval_settings`). ``./run_all.sh --fresh --only 04_evaluation``
     deletes the folder, so everything is evaluated again."""
+    if settings is not None and not isinstance(settings, EvalSettings):
+        raise ValueError(f"settings must be an imlib.results.EvalSettings, "
+                         f"got {type(settings).__name__}")
     checkpoints = study_checkpoints(params, data)
     runs = params.runs(params.protocol)
     settings = eval_settings(params) if settings is None else settings

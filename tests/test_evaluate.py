@@ -407,6 +407,8 @@ def test_other_evaluation_settings_evaluate_every_model_again(study, tmp_path, c
     update_evaluation(params, data, dataclasses.replace(settings, sweep_seed=1))
     assert ("evaluated 2 models (the one in "
             f"{params.eval_dir} was made with other sweep_seed)") in capsys.readouterr().out
+    with pytest.raises(ValueError, match="settings must be an imlib.results.EvalSettings"):
+        update_evaluation(params, data, {"sweep_seed": 1})
 
 
 def test_a_checkpoint_from_another_run_is_refused_before_anything_is_written(study, tmp_path):
