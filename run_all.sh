@@ -37,6 +37,9 @@ bootstrap() {
     if [[ ! -f .venv/.installed || pyproject.toml -nt .venv/.installed ]]; then
         quiet_pip install --upgrade pip >&2
         quiet_pip install -e ".[dev]" >&2
+        # The kernel by its interpreter's full path: Jupytext then gives every notebook this
+        # kernel when JupyterLab opens it (no "Select Kernel"); ipykernel's own spec says "python".
+        .venv/bin/python -m ipykernel install --sys-prefix >/dev/null
         touch .venv/.installed
     fi
     PY=.venv/bin/python

@@ -13,7 +13,7 @@ from datetime import date
 import torch
 
 from imlib.data import ImageData
-from imlib.evaluate import degradation_sweep
+from imlib.evaluate import sweep_model
 from imlib.models import build_model
 from imlib.results import EvalSettings
 from imlib.runs import resolve_device
@@ -32,11 +32,11 @@ def main() -> None:
     data = ImageData("random", x[:1], y[:1], x, y, tuple(map(str, range(100))),
                      (0.5,) * 3, (0.25,) * 3)
     model = build_model(args.model, 100).to(device).eval()
-    degradation_sweep(model, data, EvalSettings(kinds=("mosaic",), levels=(0.5,)))  # warm-up
+    sweep_model(model, data, EvalSettings(kinds=("mosaic",), levels=(0.5,)))  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    rows = degradation_sweep(model, data)
+    rows = sweep_model(model, data)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -7,7 +7,7 @@ folder. It reports:
 
 - fixed costs: each notebook's wall time, the data loading and the evaluation per model (the
   durations papermill records for the cells of notebook 04 that call ``load_data`` and
-  ``evaluate_study``);
+  ``update_evaluation``);
 - per protocol: the first epoch (compilation, warm-up) and the steady epoch, from the runs'
   ``history.jsonl`` (each epoch's ``seconds``: training plus its holdout and test evaluation);
 - the extrapolated time of the whole study (every protocol x variant x seed of the profile at
@@ -113,7 +113,7 @@ def measure(params: StudyParams, notebook_seconds: dict[str, float]) -> dict[str
             "data_loading": cell_seconds(executed / "04_evaluation.ipynb", r"\bload_data\("),
             "training_cells": cell_seconds(executed / "03_training.ipynb", r"(?<![\w.])train\("),
             "evaluation_cells": cell_seconds(executed / "04_evaluation.ipynb",
-                                             r"\bevaluate_study\("),
+                                             r"\bupdate_evaluation\("),
             "protocols": epoch_costs(params)}
 
 
@@ -128,7 +128,7 @@ def extrapolate(full: StudyParams, measured: dict[str, Any]) -> dict[str, Any]:
     once = {name: seconds for name, seconds in walls.items()
             if name not in ("03_training", "04_evaluation")}
     once["03_training outside train()"] = walls["03_training"] - measured["training_cells"]
-    once["04_evaluation outside evaluate_study()"] = (walls["04_evaluation"]
+    once["04_evaluation outside update_evaluation()"] = (walls["04_evaluation"]
                                                      - measured["evaluation_cells"])
     protocols = {}
     for protocol, cost in costs.items():
@@ -158,7 +158,7 @@ def report(header: str, measured: dict[str, Any], full: StudyParams,
     for name, seconds in measured["notebooks"].items():
         print(f"  notebook {name:<37}{seconds:>9.1f}")
     print(f"  {'data loading (a cell of 04)':<46}{measured['data_loading']:>9.1f}")
-    print(f"  {'evaluation per model (evaluate_study in 04)':<46}"
+    print(f"  {'evaluation per model (update_evaluation in 04)':<46}"
           f"{study['evaluation_per_model']:>9.1f}")
     print(f"\n{'per protocol':<18}{'runs':>5}{'1st epoch s':>13}{'steady epoch s':>16}")
     for protocol, cost in measured["protocols"].items():

@@ -22,7 +22,7 @@ be measured: diffusion's final clamp to [0, 1] then wipes out every negative (be
 and dropout's zeroed patches become the mean colour instead of black. Blur and mosaic are one
 matrix product per image axis with rows summing to 1 and no clamp (:mod:`imlib.degradations`),
 so they commute with the per-channel affine normalisation: both orders give the same numbers,
-and :func:`evaluate_checkpoint` computes their sweep once and writes it for both. Every sweep
+and :func:`evaluate_checkpoints` computes their sweep once and writes it for both. Every sweep
 condition draws its randomness (diffusion noise, dropout patches) from a generator seeded by
 ``(seed, kind, level)``, the same in both orders, so every model of a study sees the same
 degraded images.
@@ -37,50 +37,45 @@ import dataclasses
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from imlib._checks import check_images, check_int
 from imlib.data import ImageData, denormalize, normalize
-from imlib.degradations import DegradationConfig, degrade
+from imlib.degradations import KIND_SPECS, DegradationConfig, degrade
 from imlib.metrics import classification_metrics, reliability_bins
 from imlib.models import for_inference
 from imlib.nmi import nmi
-from imlib.progress import progress
+from imlib.progress import on_interrupt, progress
 from imlib.results import (CLEAN_COLUMNS, ORDERS, PER_IMAGE_COLUMNS, PER_IMAGE_CONDITIONS,
                            RELIABILITY_COLUMNS, SWEEP_COLUMNS, EvalResults, EvalSettings,
-                           eval_settings, run_record)
-from imlib.runs import RunFiles, TrainConfig, completed_run, load_model
-
-if TYPE_CHECKING:
-    from imlib.study import StudyParams
+                           run_record)
+from imlib.runs import TrainConfig, load_model
 
 __all__ = [
     "SUBSETS",
     "IMAGES_PER_CLASS",
-    "ORDER_FREE_KINDS",
     "RELIABILITY_CONDITIONS",
+    "INTERRUPTED",
     "predict",
-    "degradation_sweep",
-    "degradation_sweeps",
+    "sweep_model",
+    "sweep_models_together",
     "reliability_table",
-    "evaluate_checkpoint",
     "evaluate_checkpoints",
-    "evaluate_study",
 ]
 
 SUBSETS = ("all", "class")  # whole test split | the test images of one class
 # Plus one subset per image followed on its own, "image <test index>": the first
 # IMAGES_PER_CLASS test images of the class, as the paper's Fig. 3 draws five apples one by one.
 IMAGES_PER_CLASS = 5
-# Kinds whose sweep is the same in both ORDERS (linear, rows summing to 1, no clamp).
-ORDER_FREE_KINDS = ("blur", "mosaic")
 # Conditions of the reliability tables: the clean test split, and mosaic at d = 0.5 (blocks of
 # 8 x 8 pixels on 32 x 32 images), where calibration under degradation shows.
 RELIABILITY_CONDITIONS = {"clean": None, "mosaic_0.5": ("mosaic", 0.5)}
+INTERRUPTED = ("evaluation interrupted: nothing of it was saved (an evaluation is written whole "
+               "at its end; a saved one is untouched); run the cell again to evaluate")
 
 
 # --- argument checks ---------------------------------------------------------------------------
@@ -186,9 +181,8 @@ def _degrade_all(x: Tensor, kind: str, level: float, seed: int, config: Degradat
     return degrade(x, kind, level, generator, config, validate_args=False)
 
 
-def degradation_sweep(model: torch.nn.Module, data: ImageData,
-                      settings: EvalSettings | None = None, order: str = "degrade_first"
-                      ) -> pd.DataFrame:
+def sweep_model(model: torch.nn.Module, data: ImageData, settings: EvalSettings | None = None,
+                order: str = "degrade_first") -> pd.DataFrame:
     """Accuracy, mean true-class confidence and mean NMI of ``model`` on the test split
     degraded by each kind at each level of ``settings`` (default: the paper's evaluation).
 
@@ -208,7 +202,7 @@ def degradation_sweep(model: torch.nn.Module, data: ImageData,
     Its NMI is taken against the degraded image mapped back to [0, 1] (de-normalised, then
     clamped): the information left in what the model saw, on the scale the NMI bins expect.
     """
-    return degradation_sweeps([model], data, settings, order)[0]
+    return sweep_models_together([model], data, settings, order)[0]
 
 
 def _groups(kind: str, level: float) -> list[tuple[int, int]]:
@@ -228,27 +222,30 @@ def _check_settings(settings: EvalSettings | None) -> EvalSettings:
     return settings
 
 
-def degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
-                       settings: EvalSettings | None = None, order: str = "degrade_first"
-                       ) -> list[pd.DataFrame]:
-    """:func:`degradation_sweep` of several models (on one device) at once, one frame each:
-    every condition's degraded images and their NMI are computed once and shown to every
-    model, which is most of a sweep's cost on a small model."""
-    return _degradation_sweeps(models, data, settings, order, ())[0]
+def sweep_models_together(models: Sequence[torch.nn.Module], data: ImageData,
+                          settings: EvalSettings | None = None, order: str = "degrade_first"
+                          ) -> list[pd.DataFrame]:
+    """:func:`sweep_model` of several models (on one device) at once, one frame each: every
+    condition's degraded images and their NMI are computed once and shown to every model,
+    which is most of a sweep's cost on a small model."""
+    settings = _check_settings(settings)
+    with progress(total=len(settings.kinds) * len(settings.levels), desc=f"sweep, {order}",
+                  unit="condition") as bar:
+        return _sweep_with_per_image_sums(models, data, settings, order, (), bar)[0]
 
 
-def _degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
-                        settings: EvalSettings | None, order: str, per_image_kinds: Sequence[str]
-                        ) -> tuple[list[pd.DataFrame], list[tuple[Tensor, Tensor]]]:
-    """:func:`degradation_sweeps`, and per model the per-image sums (groups, N) over the
+def _sweep_with_per_image_sums(models: Sequence[torch.nn.Module], data: ImageData,
+                               settings: EvalSettings, order: str,
+                               per_image_kinds: Sequence[str], bar: tqdm
+                               ) -> tuple[list[pd.DataFrame], list[tuple[Tensor, Tensor]]]:
+    """:func:`sweep_models_together`, and per model the per-image sums (groups, N) over the
     conditions of ``per_image_kinds`` in each group of ``PER_IMAGE_CONDITIONS``, with their
-    counts (groups,)."""
+    counts (groups,); ``bar`` advances by one per condition."""
     if isinstance(models, torch.nn.Module) or not models:
         raise ValueError("models must be a non-empty sequence of torch.nn.Module")
     for model in models:
         _check_model(model)
     _check_data(data)
-    settings = _check_settings(settings)
     _check_class(settings.class_index, data)
     if order not in ORDERS:
         raise ValueError(f"order must be one of ORDERS {ORDERS}, got {order!r}")
@@ -267,31 +264,33 @@ def _degradation_sweeps(models: Sequence[torch.nn.Module], data: ImageData,
     rows: list[list[dict]] = [[] for _ in models]
     sums = [torch.zeros(len(PER_IMAGE_CONDITIONS), len(labels), device=device) for _ in models]
     counts = torch.zeros(len(PER_IMAGE_CONDITIONS))
-    conditions = [(kind, level) for kind in settings.kinds for level in settings.levels]
-    for kind, level in progress(conditions, desc=f"sweep, {order}", unit="condition",
-                                leave=False):
-        degraded = _degrade_all(source, kind, level, settings.sweep_seed, settings.degradation)
-        seen = (denormalize(degraded, data.mean, data.std).clamp_(0, 1) if normalized_input
-                else degraded)
-        nmi_values = torch.cat([nmi(clean[i:i + batch_size], seen[i:i + batch_size],
-                                    bins=settings.nmi_bins, validate_args=False)
-                                for i in range(0, len(labels), batch_size)])
-        groups = _groups(kind, level) if kind in per_image_kinds else []
-        for g, _ in groups:
-            counts[g] += 1
-        for model, model_rows, model_sums in zip(models, rows, sums, strict=True):
-            probs = _predict(model, degraded, *stats, batch_size)
-            per_sample = torch.stack([(probs.argmax(1) == labels).float(),
-                                      probs.gather(1, labels[:, None]).squeeze(1), nmi_values])
-            for g, value in groups:
-                model_sums[g] += per_sample[value]
-            for subset, mask in masks:
-                chosen = per_sample if mask is None else per_sample[:, mask.to(device)]
-                accuracy, confidence, mean_nmi = chosen.mean(1).tolist()
-                model_rows.append({"kind": kind, "level": level, "subset": subset,
-                                   "order": order, "accuracy": accuracy,
-                                   "confidence": confidence, "nmi": mean_nmi,
-                                   "n": chosen.shape[1]})
+    for kind in settings.kinds:
+        for level in settings.levels:
+            degraded = _degrade_all(source, kind, level, settings.sweep_seed,
+                                    settings.degradation)
+            seen = (denormalize(degraded, data.mean, data.std).clamp_(0, 1) if normalized_input
+                    else degraded)
+            nmi_values = torch.cat([nmi(clean[i:i + batch_size], seen[i:i + batch_size],
+                                        bins=settings.nmi_bins, validate_args=False)
+                                    for i in range(0, len(labels), batch_size)])
+            groups = _groups(kind, level) if kind in per_image_kinds else []
+            for g, _ in groups:
+                counts[g] += 1
+            for model, model_rows, model_sums in zip(models, rows, sums, strict=True):
+                probs = _predict(model, degraded, *stats, batch_size)
+                per_sample = torch.stack([(probs.argmax(1) == labels).float(),
+                                          probs.gather(1, labels[:, None]).squeeze(1),
+                                          nmi_values])
+                for g, value in groups:
+                    model_sums[g] += per_sample[value]
+                for subset, mask in masks:
+                    chosen = per_sample if mask is None else per_sample[:, mask.to(device)]
+                    accuracy, confidence, mean_nmi = chosen.mean(1).tolist()
+                    model_rows.append({"kind": kind, "level": level, "subset": subset,
+                                       "order": order, "accuracy": accuracy,
+                                       "confidence": confidence, "nmi": mean_nmi,
+                                       "n": chosen.shape[1]})
+            bar.update(1)
     return ([pd.DataFrame(r, columns=list(SWEEP_COLUMNS[2:])) for r in rows],
             [(model_sums.cpu(), counts) for model_sums in sums])
 
@@ -326,69 +325,70 @@ def _per_image(probs: Tensor, labels: Tensor, groups: Tensor) -> pd.DataFrame:
                             for name, values in columns.items()}})
 
 
-# --- one trained model, a whole study -----------------------------------------------------------
+# --- trained models, a whole study ------------------------------------------------------------
 
 
-def _sweeps(models: Sequence[torch.nn.Module], data: ImageData, settings: EvalSettings
-            ) -> tuple[list[pd.DataFrame], list[Tensor]]:
-    """:func:`degradation_sweeps` in each of ``settings.orders``, stacked per model; the kinds
-    of ``ORDER_FREE_KINDS`` are computed in the first order only and copied to the others.
-    Also per model the per-image means (groups, N) over each group of
-    ``PER_IMAGE_CONDITIONS`` in the ``"degrade_first"`` order (NaN without that order or
-    without a swept condition in the group)."""
+def _sweep_every_order(models: Sequence[torch.nn.Module], data: ImageData,
+                       settings: EvalSettings) -> tuple[list[pd.DataFrame], list[Tensor]]:
+    """The sweeps of every model in each of ``settings.orders``, stacked per model, under one
+    progress bar; the linear kinds (``Kind.linear``: they commute with the normalisation) are
+    computed in the first order only and copied to the others. Also per model the per-image
+    means (groups, N) over each group of ``PER_IMAGE_CONDITIONS`` in the ``"degrade_first"``
+    order (NaN without that order or without a swept condition in the group)."""
     kinds = settings.kinds
-    per_order: list[list[pd.DataFrame]] = []
-    totals: list[tuple[Tensor, Tensor]] = []
+    plan = []  # per order: the kinds copied from the first order, those computed, those counted
     for order in settings.orders:
-        copied = [k for k in kinds if k in ORDER_FREE_KINDS] if per_order else []
+        copied = [k for k in kinds if KIND_SPECS[k].linear] if plan else []
         computed = [k for k in kinds if k not in copied]
         # Per-image groups: degrade_first's conditions, and those it copies from another order.
         counted = (computed if order == "degrade_first" else
                    [k for k in computed
-                    if k in ORDER_FREE_KINDS and "degrade_first" in settings.orders])
-        fresh, sums = (_degradation_sweeps(models, data,
-                                           dataclasses.replace(settings, kinds=computed), order,
-                                           counted)
-                       if computed else ([None] * len(models), []))
-        if sums:
-            totals = sums if not totals else [(t + s, c + k) for (t, c), (s, k)
-                                              in zip(totals, sums, strict=True)]
-        frames = []
-        for m, frame in enumerate(fresh):
-            parts = [per_order[0][m][per_order[0][m]["kind"].isin(copied)].assign(order=order)
-                     ] if copied else []
-            merged = pd.concat(parts + ([frame] if frame is not None else []), ignore_index=True)
-            frames.append(merged.sort_values("kind", key=lambda c: c.map(kinds.index),
-                                             kind="stable"))
-        per_order.append(frames)
+                    if KIND_SPECS[k].linear and "degrade_first" in settings.orders])
+        plan.append((order, copied, computed, counted))
+    per_order: list[list[pd.DataFrame]] = []
+    totals: list[tuple[Tensor, Tensor]] = []
+    conditions = sum(len(computed) for _, _, computed, _ in plan) * len(settings.levels)
+    with progress(total=conditions, desc=f"evaluation of {len(models)} models",
+                  unit="condition") as bar:
+        for order, copied, computed, counted in plan:
+            fresh, sums = (_sweep_with_per_image_sums(
+                models, data, dataclasses.replace(settings, kinds=computed), order, counted, bar)
+                if computed else ([None] * len(models), []))
+            if sums:
+                totals = sums if not totals else [(t + s, c + k) for (t, c), (s, k)
+                                                  in zip(totals, sums, strict=True)]
+            frames = []
+            for m, frame in enumerate(fresh):
+                first = per_order[0][m] if copied else None
+                parts = [first[first["kind"].isin(copied)].assign(order=order)] if copied else []
+                merged = pd.concat(parts + ([frame] if frame is not None else []),
+                                   ignore_index=True)
+                frames.append(merged.sort_values("kind", key=lambda c: c.map(kinds.index),
+                                                 kind="stable"))
+            per_order.append(frames)
     return ([pd.concat([frames[m] for frames in per_order], ignore_index=True)
              for m in range(len(models))],
             [total / count[:, None] for total, count in totals])  # 0 / 0 = NaN: no condition
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: ImageData,
-                        settings: EvalSettings | None = None, *, device: str = "auto"
-                        ) -> EvalResults:
-    """Everything the figures need from one trained model (a run's best or last checkpoint),
-    evaluated as ``settings`` says (default: the paper's evaluation).
-
-    Its variant and seed are read from the checkpoint's config, which is also recorded in the
-    result's ``runs`` with the checkpoint's size and sha256 (:func:`imlib.results.run_record`).
-    Returns its clean metrics (one row), its sweeps (:func:`degradation_sweep`, one per
-    evaluation order in ``settings.orders``, stacked; the kinds of ``ORDER_FREE_KINDS`` computed
-    once), its reliability tables for ``RELIABILITY_CONDITIONS`` (clean, and mosaic at 0.5
-    with ``settings.degradation``: linear, so the same in both orders) and its per-image table
-    (``PER_IMAGE_COLUMNS``: the clean prediction of every test image and its means over the
-    sweep's ``PER_IMAGE_CONDITIONS``), each with ``variant`` and ``seed`` columns in front.
-    """
-    return evaluate_checkpoints([checkpoint], data, settings, device=device)
-
-
 def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
                          settings: EvalSettings | None = None, *, device: str = "auto"
                          ) -> EvalResults:
-    """:func:`evaluate_checkpoint` of several models, combined: all are loaded on ``device``
-    and every sweep condition is degraded once for all of them (:func:`degradation_sweeps`)."""
+    """Everything the figures need from trained models (runs' best or last checkpoints),
+    evaluated as ``settings`` says (default: the paper's evaluation), all loaded on ``device``
+    and every sweep condition degraded once for all of them.
+
+    Each model's variant and seed are read from its checkpoint's config, which is also recorded
+    in the result's ``runs`` with the checkpoint's size and sha256
+    (:func:`imlib.results.run_record`). Returns per model its clean metrics (one row), its
+    sweeps (:func:`sweep_model`, one per evaluation order in ``settings.orders``, stacked; the
+    linear kinds computed once), its reliability tables for
+    ``RELIABILITY_CONDITIONS`` (clean, and mosaic at 0.5 with ``settings.degradation``: linear,
+    so the same in both orders) and its per-image table (``PER_IMAGE_COLUMNS``: the clean
+    prediction of every test image and its means over the sweep's ``PER_IMAGE_CONDITIONS``),
+    each with ``variant`` and ``seed`` columns in front. An interrupt raises
+    :class:`imlib.progress.Interrupted` (one line: nothing of it is kept).
+    """
     _check_data(data)
     settings = _check_settings(settings)
     _check_class(settings.class_index, data)
@@ -398,18 +398,26 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
         if not Path(checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; train the model "
                                     "first (notebook 03_training)")
+    with on_interrupt(INTERRUPTED):
+        return _evaluate_checkpoints(checkpoints, data, settings, device)
+
+
+def _evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
+                          settings: EvalSettings, device: str) -> EvalResults:
     loaded = [load_model(checkpoint, device) for checkpoint in checkpoints]
     models = [for_inference(model) for model, _ in loaded]
-    sweeps, degraded = _sweeps(models, data, settings)
+    sweeps, group_means = _sweep_every_order(models, data, settings)
     batch_size = settings.batch_size
-    mosaic = {condition: _degrade_all(data.x_test.to(_device(models[0])).float().div_(255),
-                                      *degradation, settings.sweep_seed, settings.degradation)
-              for condition, degradation in RELIABILITY_CONDITIONS.items() if degradation}
+    clean_images = data.x_test.to(_device(models[0])).float().div_(255)
+    reliability_images = {condition: _degrade_all(clean_images, *degradation,
+                                                  settings.sweep_seed, settings.degradation)
+                          for condition, degradation in RELIABILITY_CONDITIONS.items()
+                          if degradation}
     recorded = {"dataset": data.name, "n_test": len(data.y_test),
                 "class_name": data.classes[settings.class_index], **settings.to_dict()}
     results = []
     for checkpoint, model, (_, train_config), sweep, groups in zip(
-            checkpoints, models, loaded, sweeps, degraded, strict=True):
+            checkpoints, models, loaded, sweeps, group_means, strict=True):
         probs = predict(model, data.x_test, data.mean, data.std, batch_size)
         if probs.shape[1] != data.num_classes:
             raise ValueError(f"checkpoint {checkpoint} predicts {probs.shape[1]} classes, but "
@@ -418,8 +426,9 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
                                "n": len(data.y_test)}])
         tables = []
         for condition in RELIABILITY_CONDITIONS:
-            condition_probs = (predict(model, mosaic[condition], data.mean, data.std, batch_size)
-                               if condition in mosaic else probs)
+            condition_probs = (predict(model, reliability_images[condition], data.mean,
+                                       data.std, batch_size)
+                               if condition in reliability_images else probs)
             tables.append(reliability_table(condition_probs, data.y_test)
                           .assign(condition=condition))
         reliability = pd.concat(tables, ignore_index=True)
@@ -434,31 +443,3 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
                                           PER_IMAGE_COLUMNS),
                                    recorded, runs=[run_record(train_config, checkpoint)]))
     return EvalResults.concat(results)
-
-
-def evaluate_study(params: StudyParams, data: ImageData, settings: EvalSettings | None = None,
-                   *, checkpoint: str = "best") -> EvalResults:
-    """:func:`evaluate_checkpoint` on every run of ``params.runs(params.protocol)``, combined.
-
-    Every run must be complete and trained with the settings the profile asks for
-    (:func:`imlib.runs.completed_run` raises naming the run and the fix otherwise); all are
-    checked before the first is evaluated. ``settings`` defaults to the profile's
-    (:func:`imlib.results.eval_settings`: its class, degradation constants, the runs' NMI bins,
-    eps clamp, spread and evaluation batch); ``checkpoint`` is ``"best"`` (the selected epoch)
-    or ``"last"`` (the final one).
-
-    By default the sweeps hold both evaluation orders (``ORDERS``: the ``order`` column), so a
-    report can show what the paper script's normalise-then-degrade order changes; the figures
-    read the ``"degrade_first"`` rows. The second order costs only diffusion and dropout
-    (blur and mosaic are copied, see :func:`evaluate_checkpoint`).
-    """
-    if data.name != params.training.dataset:
-        raise ValueError(f"data is {data.name!r} but the study's training dataset is "
-                         f"{params.training.dataset!r}")
-    settings = eval_settings(params) if settings is None else _check_settings(settings)
-    runs = params.runs(params.protocol)
-    paths = [RunFiles(run.dir).checkpoint(checkpoint) for run in runs]
-    for run in runs:
-        completed_run(run.config)
-    print(f"evaluating {len(runs)} models ({params.protocol} protocol)", flush=True)
-    return evaluate_checkpoints(paths, data, settings, device=params.training.device)

@@ -39,10 +39,11 @@ from imlib.degradations import KINDS, TRAIN, DegradationConfig, degrade
 from imlib.evaluate import predict
 from imlib.labels import SPREADS, im_eps, information_matching
 from imlib.nmi import nmi
-from imlib.style import (KIND_LABELS, VARIANT_COLORS, VARIANT_LABELS, chance_line, new_figure,
-                         percent_axis, source_line, style)
+from imlib.style import (INLINE_DPI, KIND_LABELS, VARIANT_COLORS, VARIANT_LABELS, chance_line,
+                         new_figure, percent_axis, source_line, style)
 
-__all__ = ["Probe", "GRID_LEVELS", "probe", "probe_figure", "probe_grid", "static_view",
+__all__ = ["Probe", "GRID_LEVELS", "EXPLORER_WIDTH", "probe", "probe_figure", "probe_grid",
+           "static_view",
            "what_to_notice", "explorer"]
 
 GRID_LEVELS = (0.2, 0.8)  # the static grid's low and high level
@@ -52,6 +53,12 @@ _OTHER_COLOR = "0.5"  # a model whose name is not a variant of the study
 # The explorer's controls: a slider's track is its width less the description and the readout
 # (at most 80 px), so 520 px leaves 320 px of track; one slider per row fits a 1280 px window.
 SLIDER_WIDTH, CHOICE_WIDTH, DESCRIPTION_WIDTH = 520, 300, 120
+# The explorer's figure, in pixels: JupyterLab's output area at 1024 x 768 with the file browser
+# open is about 570 px wide, and a wider PNG is shrunk to fit, its text with it. Narrower than
+# _SIDE_BY_SIDE_FROM, the image pair sits above the bar chart.
+EXPLORER_WIDTH, _SIDE_BY_SIDE_FROM = 560, 900
+_EXPLORER_FONT = 11  # points: pixels at INLINE_DPI
+_GRID_FONT = 9
 
 
 @dataclass(frozen=True)
@@ -140,13 +147,13 @@ def probe(image: Tensor, kind: str, level: float, *, bins: int, max_eps: float, 
 # --- drawing ------------------------------------------------------------------------------------
 
 
-def _show_image(ax: Axes, image: Tensor, title: str) -> None:
+def _show_image(ax: Axes, image: Tensor, title: str, fontsize: float) -> None:
     pixels = image.permute(1, 2, 0).numpy()
     if pixels.shape[2] == 1:
         ax.imshow(pixels[:, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         ax.imshow(pixels, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=fontsize)
     ax.set_axis_off()
 
 
@@ -160,7 +167,8 @@ def _shown_classes(result: Probe, num_classes: int) -> list[int]:
     return shown
 
 
-def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str], title: str) -> None:
+def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str], title: str,
+                        fontsize: float) -> None:
     """IM's target (outlined) and each model's probabilities in percent, grouped by class,
     over a fixed 0-100 % axis so that moving a slider never rescales it."""
     classes = _shown_classes(result, len(class_names))
@@ -177,51 +185,70 @@ def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str], tit
         else:
             ax.bar(offset, heights, width, color=color, label=name)
     ax.set_xticks(positions, [class_names[k] for k in classes], rotation=45, ha="right",
-                  fontsize=8)
+                  fontsize=fontsize)
+    ax.tick_params(axis="y", labelsize=fontsize)
     if result.label is not None:
         true = classes.index(result.label)
         ax.axvspan(true - 0.5, true + 0.5, color="gold", alpha=0.25, zorder=0)
         ax.get_xticklabels()[true].set_fontweight("bold")
     chance_line(ax, len(class_names))
     percent_axis(ax)
-    ax.set_ylabel("Probability (%)")
+    ax.set_ylabel("Probability (%)", fontsize=fontsize)
     if len(classes) < len(class_names):
         title += f"\nthe true class and each model's top {_TOP_K} of {len(class_names)}"
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=fontsize)
 
 
-def _legend(fig: Figure, ax: Axes) -> None:
-    """The bars' legend (target, models, chance), outside the panels on the figure's right."""
+def _legend(fig: Figure, ax: Axes, fontsize: float, below: bool = False) -> None:
+    """The bars' legend (target, models, chance), outside the panels: on the figure's right,
+    or in one row below them."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+        fig.legend(handles, labels, loc="outside lower center" if below else
+                   "outside right upper", ncols=len(handles) if below else 1,
+                   fontsize=fontsize, frameon=False)
 
 
 def _degraded_title(result: Probe) -> str:
-    return (f"{KIND_LABELS[result.kind]}, d = {result.level:.2f}\n"
-            f"NMI {result.nmi:.2f} ({result.bins} bins), ε {result.eps:.2f}")
+    """Three short lines, no wider than a small image: kind; level and eps; NMI and bins."""
+    return (f"{KIND_LABELS[result.kind]}\nd = {result.level:.2f}, ε {result.eps:.2f}\n"
+            f"NMI {result.nmi:.2f}, {result.bins} bins")
 
 
 def _clean_title(result: Probe, class_names: Sequence[str]) -> str:
     return "Clean" if result.label is None else f"Clean: {class_names[result.label]}"
 
 
-def probe_figure(result: Probe, class_names: Sequence[str]) -> Figure:
+def probe_figure(result: Probe, class_names: Sequence[str], *, width: int = EXPLORER_WIDTH
+                 ) -> Figure:
     """One probe: clean image, degraded image with its NMI and eps, and (where there is a
-    target or a prediction) the target beside each model's predicted distribution."""
+    target or a prediction) the target beside each model's predicted distribution.
+
+    ``width`` is the figure's width in pixels as a notebook shows it (``INLINE_DPI``): below
+    900 px the image pair sits above the bar chart, so that at the default 560 px, which fits
+    JupyterLab's output area at 1024 x 768 with the file browser open, no text is shrunk."""
     if not isinstance(result, Probe):
         raise ValueError(f"result must be a Probe (from probe(...)), got {type(result).__name__}")
     check_class_names(class_names)
+    check_int(width, "width", 300)
     bars = result.target is not None or bool(result.predictions)
+    stacked = bars and width < _SIDE_BY_SIDE_FROM
+    inches = width / INLINE_DPI
     with style():
-        fig = new_figure(11.5 if bars else 4.5, 3.6)
-        axes = fig.subplots(1, 3 if bars else 2, width_ratios=[1, 1, 2.6][:3 if bars else 2])
-        _show_image(axes[0], result.image, _clean_title(result, class_names))
-        _show_image(axes[1], result.degraded, _degraded_title(result))
+        if stacked:
+            fig = new_figure(inches, 6.4)
+            axes = fig.subplot_mosaic([["clean", "degraded"], ["bars", "bars"]],
+                                      height_ratios=[1, 1.35])
+            axes = [axes["clean"], axes["degraded"], axes["bars"]]
+        else:
+            fig = new_figure(inches if bars else 4.5, 3.8)
+            axes = fig.subplots(1, 3 if bars else 2, width_ratios=[1, 1, 2.6][:3 if bars else 2])
+        _show_image(axes[0], result.image, _clean_title(result, class_names), _EXPLORER_FONT)
+        _show_image(axes[1], result.degraded, _degraded_title(result), _EXPLORER_FONT)
         if bars:
             _draw_distributions(axes[2], result, class_names,
-                                "Target and predictions (true class shaded)")
-            _legend(fig, axes[2])
+                                "Target and predictions (true class shaded)", _EXPLORER_FONT)
+            _legend(fig, axes[2], _EXPLORER_FONT, below=stacked)
     return fig
 
 
@@ -289,18 +316,19 @@ def static_view(probes: Sequence[Probe], class_names: Sequence[str], *, dataset:
         axes = fig.subplots(len(kinds), 1 + len(per_level) * len(levels), squeeze=False,
                             width_ratios=[1.0] + per_level * len(levels))
         for row, kind in zip(axes, kinds, strict=True):
-            _show_image(row[0], probes[0].image, _clean_title(probes[0], class_names))
+            _show_image(row[0], probes[0].image, _clean_title(probes[0], class_names),
+                        _GRID_FONT)
             for column, level in enumerate(levels):
                 result = probes[kinds.index(kind) * len(levels) + column]
                 first = 1 + column * len(per_level)
-                _show_image(row[first], result.degraded, _degraded_title(result))
+                _show_image(row[first], result.degraded, _degraded_title(result), _GRID_FONT)
                 if bars:
                     _draw_distributions(row[first + 1], result, class_names,
-                                        f"d = {level:.2f}: target and predictions")
+                                        f"d = {level:.2f}: target and predictions", _GRID_FONT)
                     if column:
                         row[first + 1].set_ylabel("")
         if bars:
-            _legend(fig, axes[0][2])
+            _legend(fig, axes[0][2], _GRID_FONT)
         fig.suptitle(f"One test image under each degradation at d = "
                      f"{' and '.join(f'{d:g}' for d in levels)}\n"
                      f"{source_line(dataset, protocol)}", fontweight="bold")
@@ -362,17 +390,19 @@ def explorer(images: Tensor, labels: Tensor, class_names: Sequence[str],
              models: Mapping[str, torch.nn.Module] | None = None,
              mean: Sequence[float] | None = None, std: Sequence[float] | None = None, *,
              bins: int, max_eps: float, spread: str, index: int = 0, kind: str = "blur",
-             level: float = 0.5, seed: int = 0, config: DegradationConfig = TRAIN
-             ) -> widgets.VBox:
+             level: float = 0.5, seed: int = 0, config: DegradationConfig = TRAIN,
+             width: int = EXPLORER_WIDTH) -> widgets.VBox:
     """Controls over ``images`` (e.g. the test split) redrawing :func:`probe_figure` on every
     change; returns the ipywidgets box to display.
 
     The controls, one slider per row so each is long enough to aim with: the class (by name)
     and which of its images, the kind and level, the NMI bins, IM's clamp and spread, and the
     seed of the degradation's noise. They start on image ``index`` under ``kind`` at ``level``
-    with the runs' ``bins``, ``max_eps`` and ``spread``."""
+    with the runs' ``bins``, ``max_eps`` and ``spread``; the figure is ``width`` pixels wide
+    (:func:`probe_figure`)."""
     _check_split(images, labels, class_names)
     _check_index(index, len(images))
+    check_int(width, "width", 300)
     # Raise bad arguments here: inside the widgets' output area a kernel would only print them.
     probe(images[index], kind, level, bins=bins, max_eps=max_eps, spread=spread, models=models,
           mean=mean, std=std, label=int(labels[index]), num_classes=len(class_names), seed=seed,
@@ -412,7 +442,7 @@ def explorer(images: Tensor, labels: Tensor, class_names: Sequence[str],
         result = probe(images[chosen], kind, level, bins=bins, max_eps=max_eps, spread=spread,
                        models=models, mean=mean, std=std, label=int(labels[chosen]),
                        num_classes=len(class_names), seed=seed, config=config)
-        display(probe_figure(result, class_names))
+        display(probe_figure(result, class_names, width=width))
 
     output = widgets.interactive_output(
         lambda **values: show(values.pop("class"), **values), controls)

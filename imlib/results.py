@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,7 @@ __all__ = [
     "read_tables",
     "save_results",
     "load_results",
+    "stale_runs",
     "run_settings",
     "run_record",
     "load_histories",
@@ -447,7 +450,12 @@ def save_results(results: EvalResults, eval_dir: str | Path,
                  params: Mapping[str, Any] | None = None) -> Path:
     """Write the tables as CSV and ``meta.json`` (settings, params, the runs evaluated,
     provenance, completion record) into ``eval_dir`` (:func:`write_tables`); returns
-    ``eval_dir``."""
+    ``eval_dir``.
+
+    The new folder is written whole beside the old one (``.<name>.<random>.partial``) and
+    replaces it by renaming: a write that fails or is killed leaves the old evaluation as it
+    was. What else the old folder held (its ``.imlib-created`` marker, ``cifar100c/``) moves
+    into the new one; a partial folder left by a killed write is deleted at the next save."""
     if not isinstance(results, EvalResults):
         raise ValueError(f"results must be an EvalResults, got {type(results).__name__}")
     tables = {}
@@ -455,7 +463,40 @@ def save_results(results: EvalResults, eval_dir: str | Path,
         df = getattr(results, name)
         check_frame(df, f"results.{name}", columns)
         tables[filename] = df[list(columns)]
-    return write_tables(tables, eval_dir, results.settings, params, results.runs)
+    eval_dir = Path(eval_dir)
+    target = eval_dir.resolve()  # a symbolic link keeps pointing at the folder it named
+    written = {f"{name}.csv" for name in tables} | {_META}
+
+    def retire(old: Path) -> None:
+        """Move what ``old`` holds besides the tables into ``target``, then delete it."""
+        for entry in old.iterdir():
+            if entry.name not in written and not (target / entry.name).exists():
+                entry.rename(target / entry.name)
+        shutil.rmtree(old)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for left in sorted(target.parent.glob(f".{target.name}.*.old")):  # a killed swap
+        if not target.exists():
+            left.rename(target)
+        else:
+            retire(left)
+    for left in target.parent.glob(f".{target.name}.*.partial"):  # a killed write
+        shutil.rmtree(left, ignore_errors=True)
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.",
+                                    suffix=".partial"))
+    partial.chmod(target.parent.stat().st_mode & 0o777)  # not mkdtemp's private 0700
+    try:
+        write_tables(tables, partial, results.settings, params, results.runs)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    old = target.parent / (partial.name.removesuffix(".partial") + ".old")
+    if target.exists():
+        target.rename(old)
+    partial.rename(target)
+    if old.exists():
+        retire(old)
+    return eval_dir
 
 
 def load_results(eval_dir: str | Path, params: StudyParams | None = None) -> EvalResults:
@@ -465,8 +506,8 @@ def load_results(eval_dir: str | Path, params: StudyParams | None = None) -> Eva
     With ``params``, the evaluation must be current: made with :func:`eval_settings` of
     ``params`` (class, degradation constants, kinds, levels, orders, sweep seed, NMI bins, eps
     clamp, spread), of exactly the runs ``params.runs(params.protocol)`` asks for, trained with
-    their settings, from the checkpoints their folders hold now. Anything else raises
-    ValueError naming the difference and the command that redoes it.
+    their settings, from the checkpoints their folders hold now (:func:`stale_runs`). Anything
+    else raises ValueError naming the difference and the command that redoes it.
     """
     eval_dir = Path(eval_dir)
     asked = None
@@ -480,44 +521,49 @@ def load_results(eval_dir: str | Path, params: StudyParams | None = None) -> Eva
                           settings=meta["settings"], runs=meta.get("runs") or [],
                           provenance=meta.get("provenance") or {})
     if params is not None:
-        _check_current(results.runs, params, eval_dir)
+        problems = stale_runs(results.runs, params)
+        if problems:
+            detail = "; ".join(f"{v} seed {s}{why}" for (v, s), why in problems.items())
+            raise ValueError(f"the evaluation in {eval_dir} is stale: it does not match the runs "
+                             f"the profile asks for ({detail}). Redo it with {_REEVALUATE}")
     return results
 
 
-def _check_current(recorded: list[dict[str, Any]], params: StudyParams, eval_dir: Path) -> None:
-    """Raise unless ``recorded`` holds the settings of exactly the profile's runs, and the
-    checkpoints their folders hold now."""
+def stale_runs(recorded: Sequence[Mapping[str, Any]], params: StudyParams
+               ) -> dict[tuple[str, int], str]:
+    """What keeps each run of an evaluation from being current, by (variant, seed): a run of
+    ``params.runs(params.protocol)`` that ``recorded`` (an evaluation's ``runs``) lacks, holds
+    with other settings or from another checkpoint than its folder holds now, and a recorded run
+    the profile does not ask for, each said as what follows "<variant> seed <seed>" (e.g.
+    ``" was not evaluated"``). Empty when the evaluation is current."""
     runs = params.runs(params.protocol)
 
     def key(settings: Mapping[str, Any]) -> tuple[Any, Any]:
         return settings.get("variant"), settings.get("seed")
 
     by_key = {key(r): r for r in recorded}
-    problems = []
+    problems = {}
     for run in runs:
         settings = run_settings(run.config)
-        name = f"{run.variant} seed {run.seed}"
         saved = by_key.get(key(settings))
         if saved is None:
-            problems.append(f"{name} was not evaluated")
+            problems[run.variant, run.seed] = " was not evaluated"
             continue
         differing = sorted(k for k in settings if saved.get(k) != settings[k])
         if differing:
-            detail = ", ".join(f"{k}: evaluated {saved.get(k)!r}, profile {settings[k]!r}"
-                               for k in differing)
-            problems.append(f"{name} ({detail})")
+            problems[run.variant, run.seed] = ": trained with other settings (" + ", ".join(
+                f"{k}: evaluated {saved.get(k)!r}, profile {settings[k]!r}" for k in differing
+            ) + ")"
             continue
         read = saved.get("checkpoint") or {}
         path = run.dir / str(read.get("file"))
         if not path.is_file() or file_record(path) != {k: read.get(k) for k in ("size", "sha256")}:
-            problems.append(f"{name}: its checkpoint changed since it was evaluated "
-                            "(trained again?)")
-    extra = sorted(set(by_key) - {(run.variant, run.seed) for run in runs}, key=str)
-    problems += [f"{v} seed {s} is not in the profile" for v, s in extra]
-    if problems:
-        raise ValueError(f"the evaluation in {eval_dir} is stale: it does not match the runs "
-                         f"the profile asks for ({'; '.join(problems)}). Redo it with "
-                         f"{_REEVALUATE}")
+            problems[run.variant, run.seed] = (": its checkpoint changed since it was evaluated "
+                                               "(trained again?)")
+    for variant, seed in sorted(set(by_key) - {(run.variant, run.seed) for run in runs},
+                                key=str):
+        problems[variant, seed] = " is not in the profile"
+    return problems
 
 
 # --- the runs behind the tables ---------------------------------------------------------------

@@ -79,7 +79,9 @@ cells = torch.cartesian_prod(torch.arange(3), torch.arange(3))  # (i, j) of each
 pixels = cells.repeat_interleave(counts.flatten().long(), dim=0)  # one row per pixel
 x_tiny = values[pixels[:, 0]].view(1, 1, 4, 4)
 y_tiny = values[pixels[:, 1]].view(1, 1, 4, 4)
-print(x_tiny[0, 0], y_tiny[0, 0], sep="\n")
+for name, image in (("x", x_tiny), ("y", y_tiny)):
+    print(f"{name}:", *(" ".join(f"{v:.1f}" for v in row) for row in image[0, 0].tolist()),
+          sep="\n  ")
 print(f"imlib NMI = {nmi(x_tiny, y_tiny, bins=3).item():.4f}   by hand = {nmi_by_hand:.4f}")
 
 # %% [markdown]
@@ -103,7 +105,8 @@ partners = {"itself": photo, "negative 1 − x": 1 - photo,
 for sigma in (0.02, 0.05, 0.1, 0.2, 0.5):
     noisy = photo + sigma * torch.randn(photo.shape, generator=g)
     partners[f"noise σ = {sigma}"] = noisy.clamp(0, 1)
-pd.Series({name: nmi(photo, y).item() for name, y in partners.items()}, name="NMI").round(3)
+pd.DataFrame({"NMI with the photograph": {name: nmi(photo, y).item()
+                                          for name, y in partners.items()}}).round(3)
 
 # %% [markdown]
 # What to notice:
@@ -246,7 +249,8 @@ nmis = torch.tensor([0.9, 0.6, 0.3, 0.05])
 target = information_matching(torch.full((4,), 3), K, nmis)
 logits = torch.zeros(4, K, requires_grad=True)
 optimiser = torch.optim.Adam([logits], lr=0.1)
-target.round(decimals=3)
+pd.DataFrame(target.numpy(), index=[f"NMI={v:.2f}" for v in nmis.tolist()]).rename_axis(
+    index="target", columns="class").round(3)
 
 # %% [markdown]
 # Each step moves the logits down the gradient of the soft cross-entropy; we record the

@@ -36,7 +36,6 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from imlib.degradations import PAPER_EVAL, TRAIN
-from imlib.evaluate import evaluate_study
 from imlib.explorer import explorer, probe_grid, static_view, what_to_notice
 from imlib.information_plots import confidence_vs_nmi, nmi_vs_level
 from imlib.plots import accuracy_vs_level, reliability_diagram
@@ -45,10 +44,10 @@ from imlib.information_plots import class_information_vs_nmi
 from imlib.class_information import (claim_figure_reading, class_information,
                                      class_information_summary)
 from imlib.report import calibration_estimators, order_effect
-from imlib.results import save_results, table1
+from imlib.results import table1
 from imlib.runs import RunFiles, load_model
-from imlib.io import project_path
 from imlib.study import load_params
+from imlib.study_evaluation import update_evaluation
 
 params = load_params(profile, overrides)
 print(params.summary())
@@ -85,23 +84,23 @@ constants
 # %% [markdown]
 # ## Evaluate every model
 #
-# `evaluate_study` first checks that every run of the protocol is finished and was trained
-# with the settings this profile asks for (a run killed half-way, or trained with other
-# options, stops the notebook with the run's folder and the command that fixes it). Then it
-# loads each run's `best.pt` (the epoch selected in notebook 03), computes its clean metrics,
-# runs the 4 kinds × 11 levels sweep (in each evaluation order, see below; blur and mosaic
-# give the same numbers in both, so they are computed once) and the two reliability tables,
-# and stacks the rows of all variants and seeds. `save_results` writes them as CSV files, one
-# folder per protocol, with the settings of the runs evaluated in `meta.json`
+# `update_evaluation` first checks that every run of the protocol is finished, was trained
+# with the settings this profile asks for and holds its own checkpoint (a run killed half-way,
+# trained with other options, or a `best.pt` copied from another run's folder stops the
+# notebook with the run's folder and the command that fixes it). Then, for each run whose
+# evaluation is not saved yet, or was made from another checkpoint or with other settings, it
+# loads its `best.pt` (the epoch selected in notebook 03), computes its clean metrics, runs the
+# 4 kinds × 11 levels sweep (in each evaluation order, see below; blur and mosaic give the same
+# numbers in both, so they are computed once) and the two reliability tables. The rows of the
+# runs already evaluated are read back from the saved files: after `./run_all.sh` this cell
+# takes seconds, and one line per protocol says what was reused and what was evaluated, and
+# why. The tables go to one folder per protocol, with the settings of the runs evaluated in
+# `meta.json`; a new evaluation is written beside the old one and replaces it only once whole
 # (`params.for_protocol(p)` is the same study with that protocol's paths).
 
 # %%
-results = {}
-for protocol in params.protocols:
-    study = params.for_protocol(protocol)
-    results[protocol] = evaluate_study(study, data)
-    save_results(results[protocol], study.eval_dir, params=dataclasses.asdict(study))
-    print(f"{protocol}: {len(results[protocol].clean)} models -> {project_path(study.eval_dir)}")
+results = {protocol: update_evaluation(params.for_protocol(protocol), data)
+           for protocol in params.protocols}
 
 # %% [markdown]
 # ## Table 1: the clean test split

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,24 +15,26 @@ import torch
 from torch import nn
 
 import imlib.evaluate as evaluate_module
+import imlib.results as results_module
 from imlib.data import denormalize, normalize, synthetic
-from imlib.degradations import KINDS, LEVELS, PAPER_EVAL, degrade
+from imlib.degradations import KIND_SPECS, KINDS, LEVELS, PAPER_EVAL, degrade
 from imlib.evaluate import (
-    ORDER_FREE_KINDS,
     _degrade_all,
-    degradation_sweep,
-    evaluate_study,
     predict,
     reliability_table,
+    sweep_model,
+    sweep_models_together,
 )
 from imlib.metrics import METRICS, classification_metrics, ece
 from imlib.models import small_cnn
 from imlib.nmi import nmi
 from imlib.results import (ORDERS, SWEEP_COLUMNS, EvalSettings, eval_settings,
-                           load_results, save_results, summarize)
+                           load_results, save_results, stale_runs, summarize)
 from imlib.runs import IncompleteRunError, RunFiles, load_model
 from imlib.study import load_params
+from imlib.study_evaluation import evaluate_study, update_evaluation
 from imlib.train import train
+from oracles import retrained
 
 
 class FixedLogits(nn.Module):
@@ -68,7 +72,7 @@ def cnn():
 
 @pytest.fixture(scope="module")
 def sweep(cnn, data):
-    return degradation_sweep(cnn, data, EvalSettings(batch_size=8))
+    return sweep_model(cnn, data, EvalSettings(batch_size=8))
 
 
 def by_hand(model, x_float, data):
@@ -116,7 +120,7 @@ def test_sweep_of_a_fixed_prediction_has_known_values(data):
     logits = [2.0, 0.0, 1.0]
     p = np.exp(logits) / np.exp(logits).sum()
     for class_index in (0, 1):
-        df = degradation_sweep(FixedLogits(logits), data,
+        df = sweep_model(FixedLogits(logits), data,
                                EvalSettings(levels=(0.0, 0.5, 1.0), class_index=class_index))
         every, one = df[df.subset == "all"], df[df.subset == "class"]
         # Balanced labels: a third of the images are of class 0, the argmax.
@@ -139,7 +143,7 @@ def test_sweep_has_one_row_per_kind_level_and_subset(sweep, data):
 
 
 def test_each_followed_image_reads_its_own_prediction(cnn, data):
-    df = degradation_sweep(cnn, data,
+    df = sweep_model(cnn, data,
                            EvalSettings(kinds=("mosaic",), levels=(0.5,), class_index=1))
     followed = df[df.subset.str.startswith("image ")]
     indices = (data.y_test == 1).nonzero().squeeze(1)[:5].tolist()
@@ -169,7 +173,7 @@ def test_mosaic_nmi_falls_with_the_level(sweep):
 
 
 def test_class_subset_is_computed_on_the_class_images(cnn, data):
-    df = degradation_sweep(cnn, data,
+    df = sweep_model(cnn, data,
                            EvalSettings(kinds=("mosaic",), levels=(0.5,), class_index=1))
     row = df[df.subset == "class"].iloc[0]
     mine = data.y_test == 1
@@ -184,12 +188,12 @@ def test_class_subset_is_computed_on_the_class_images(cnn, data):
 
 def test_sweep_is_deterministic_and_independent_of_the_batch_size(cnn, data):
     args = dict(kinds=("diffusion", "dropout"), levels=(0.3, 0.6))
-    first = degradation_sweep(cnn, data, EvalSettings(**args, batch_size=4))
-    pd.testing.assert_frame_equal(first, degradation_sweep(cnn, data, EvalSettings(**args,
+    first = sweep_model(cnn, data, EvalSettings(**args, batch_size=4))
+    pd.testing.assert_frame_equal(first, sweep_model(cnn, data, EvalSettings(**args,
                                                                                  batch_size=4)))
-    pd.testing.assert_frame_equal(first, degradation_sweep(cnn, data, EvalSettings(**args)),
+    pd.testing.assert_frame_equal(first, sweep_model(cnn, data, EvalSettings(**args)),
                                   atol=1e-5)
-    other = degradation_sweep(cnn, data, EvalSettings(**args, sweep_seed=1))
+    other = sweep_model(cnn, data, EvalSettings(**args, sweep_seed=1))
     assert not np.allclose(first.nmi, other.nmi)  # the seed changes the noise and patches
 
 
@@ -297,18 +301,20 @@ def test_order_free_kinds_are_computed_once_and_equal_a_direct_sweep(study):
     model, _ = load_model(RunFiles(params.train_dir("im", 0)).best, "cpu")
     ours = results.sweeps.query("variant == 'im' and order == 'normalize_first'")
     ours = ours.drop(columns=["variant", "seed"]).reset_index(drop=True)
-    direct = degradation_sweep(model, data, EvalSettings(levels=(0.0, 0.5),
-                                                         class_index=params.eval_class),
-                               order="normalize_first")
+    direct = sweep_model(model, data, EvalSettings(levels=(0.0, 0.5),
+                                                   class_index=params.eval_class),
+                         order="normalize_first")
     keys = ["kind", "level", "subset", "order", "n"]
     pd.testing.assert_frame_equal(ours[keys], direct[keys])
-    free = direct.kind.isin(ORDER_FREE_KINDS).to_numpy()
+    linear = [k for k in KINDS if KIND_SPECS[k].linear]
+    assert linear == ["blur", "mosaic"]  # per-sample matrices whose rows sum to 1, no clamp
+    free = direct.kind.isin(linear).to_numpy()
     for column in ("accuracy", "confidence"):
         np.testing.assert_allclose(ours[column], direct[column], atol=1e-5)
     # NMI bins are floor(63 v): a float-rounding difference may move a pixel across a bin edge.
     np.testing.assert_allclose(ours.nmi[free], direct.nmi[free], atol=1e-3)
     np.testing.assert_allclose(ours.nmi[~free], direct.nmi[~free], atol=1e-6)
-    copied = results.sweeps[results.sweeps.kind.isin(ORDER_FREE_KINDS)]
+    copied = results.sweeps[results.sweeps.kind.isin(linear)]
     first, second = (copied[copied.order == o].drop(columns="order").reset_index(drop=True)
                      for o in ORDERS)
     pd.testing.assert_frame_equal(first, second)
@@ -344,16 +350,132 @@ def test_the_study_holds_both_orders_and_saves_them(study, tmp_path):
     assert list(summary.order.unique()) == list(ORDERS)
 
 
+# --- a saved evaluation: reused when current, bound to its checkpoints, replaced whole ---------
+
+
+def copied_study(study, root):
+    """The study's trained runs copied into ``root``, to change them without touching the
+    module's study; evaluated at two levels, in the degrade_first order only."""
+    params, data, _ = study
+    shutil.copytree(params.runs_root / "train", root / "runs" / "train")
+    copy = tiny_study(root)
+    settings = dataclasses.replace(eval_settings(copy), levels=(0.0, 0.5),
+                                   orders=("degrade_first",))
+    return copy, data, settings
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.is_file()}
+
+
+def test_a_saved_evaluation_is_reused_and_only_a_changed_run_evaluated_again(study, tmp_path,
+                                                                             capsys):
+    params, data, settings = copied_study(study, tmp_path)
+    first = update_evaluation(params, data, settings)
+    assert "evaluated 2 models (no saved evaluation in" in capsys.readouterr().out
+    before = digests(params.eval_dir)
+    again = update_evaluation(params, data, settings)
+    assert f"reused 2 of 2 models from {params.eval_dir}" in capsys.readouterr().out
+    assert digests(params.eval_dir) == before  # nothing written
+    pd.testing.assert_frame_equal(again.sweeps, first.sweeps)
+
+    im = next(run for run in params.runs() if run.variant == "im")
+    retrained(im.dir)
+    partial = update_evaluation(params, data, settings)
+    said = capsys.readouterr().out.strip()
+    assert said.endswith("reused 1 of 2 models from "
+                         f"{params.eval_dir}, re-evaluated 1 (im seed 0: its checkpoint changed "
+                         "since it was evaluated (trained again?))"), said
+    assert len(said.splitlines()) == 1
+    assert digests(params.eval_dir)["meta.json"] != before["meta.json"]
+    # The rows of the partial re-evaluation are those a full evaluation gives.
+    full = evaluate_study(params, data, settings)
+    save_results(full, tmp_path / "full")
+    full = load_results(tmp_path / "full")
+    for table in ("clean", "sweeps", "reliability", "per_image"):
+        pd.testing.assert_frame_equal(getattr(partial, table), getattr(full, table))
+    assert partial.runs == full.runs  # the new checkpoint's digest recorded
+    assert not partial.clean.equals(first.clean)  # im's model did change
+    assert stale_runs(load_results(params.eval_dir).runs, params) == {}
+
+
+def test_other_evaluation_settings_evaluate_every_model_again(study, tmp_path, capsys):
+    params, data, settings = copied_study(study, tmp_path)
+    update_evaluation(params, data, settings)
+    capsys.readouterr()
+    update_evaluation(params, data, dataclasses.replace(settings, batch_size=5))
+    assert "reused 2 of 2" in capsys.readouterr().out  # the batch changes no number
+    update_evaluation(params, data, dataclasses.replace(settings, sweep_seed=1))
+    assert ("evaluated 2 models (the one in "
+            f"{params.eval_dir} was made with other sweep_seed)") in capsys.readouterr().out
+    with pytest.raises(ValueError, match="settings must be an imlib.results.EvalSettings"):
+        update_evaluation(params, data, {"sweep_seed": 1})
+
+
+def test_a_checkpoint_from_another_run_is_refused_before_anything_is_written(study, tmp_path):
+    params, data, settings = copied_study(study, tmp_path)
+    update_evaluation(params, data, settings)
+    before = digests(params.eval_dir)
+    baseline, im = (RunFiles(params.train_dir(v, 0)) for v in ("baseline", "im"))
+    shutil.copy(baseline.best, im.best)
+    with pytest.raises(IncompleteRunError, match=rf"run {im.folder}: best.pt holds another "
+                       r"run's model \(variant 'baseline'; this folder's run has variant 'im'\)"):
+        update_evaluation(params, data, settings)
+    with pytest.raises(IncompleteRunError, match="another run's model"):
+        evaluate_study(params, data, settings)
+    assert digests(params.eval_dir) == before
+
+
+def test_a_checkpoint_that_is_not_the_one_its_result_records_is_refused(study, tmp_path):
+    params, data, settings = copied_study(study, tmp_path)
+    files = RunFiles(params.train_dir("im", 0))
+    result = json.loads(files.result.read_text())
+    result["best_sha256"] = hashlib.sha256(files.best.read_bytes()).hexdigest()
+    files.result.write_text(json.dumps(result))
+    update_evaluation(params, data, settings)  # the recorded digest matches: accepted
+    result["best_sha256"] = "0" * 64
+    files.result.write_text(json.dumps(result))
+    with pytest.raises(IncompleteRunError, match=rf"run {files.folder}: best.pt is not the file "
+                       r"result.json records \(its sha256 differs"):
+        update_evaluation(params, data, settings)
+
+
+def test_a_failed_save_leaves_the_old_evaluation_whole(study, tmp_path, monkeypatch):
+    _, _, results = study
+    folder = tmp_path / "eval"
+    save_results(results, folder)
+    (folder / ".imlib-created").write_text("{}")
+    (folder / "cifar100c").mkdir()
+    (folder / "cifar100c" / "cifar100c.csv").write_text("kept")
+    before = digests(folder)
+
+    def cut_short(tables, partial, *args):
+        (partial / "clean_metrics.csv").write_text("variant\n")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(results_module, "write_tables", cut_short)
+    with pytest.raises(OSError, match="No space"):
+        save_results(results, folder)
+    assert digests(folder) == before and load_results(folder).runs == results.runs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no partial folder left
+    monkeypatch.undo()
+    save_results(results, folder)  # a whole write keeps what else the folder held
+    assert (folder / "cifar100c" / "cifar100c.csv").read_text() == "kept"
+    assert (folder / ".imlib-created").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
+
+
 # --- argument checks -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("call", "name"), [
-    (lambda m, d: degradation_sweep(m, d, EvalSettings(kinds=("noise",))), "kinds"),
-    (lambda m, d: degradation_sweep(m, d, EvalSettings(levels=(0.0, 1.5))), "levels"),
-    (lambda m, d: degradation_sweep(m, d, EvalSettings(levels=())), "levels"),
-    (lambda m, d: degradation_sweep(m, d, EvalSettings(class_index=3)), "class_index"),
-    (lambda m, d: degradation_sweep(m, d, EvalSettings(batch_size=0)), "batch_size"),
-    (lambda m, d: degradation_sweep(m, d, {"nmi_bins": 32}), "settings"),
+    (lambda m, d: sweep_model(m, d, EvalSettings(kinds=("noise",))), "kinds"),
+    (lambda m, d: sweep_model(m, d, EvalSettings(levels=(0.0, 1.5))), "levels"),
+    (lambda m, d: sweep_model(m, d, EvalSettings(levels=())), "levels"),
+    (lambda m, d: sweep_model(m, d, EvalSettings(class_index=3)), "class_index"),
+    (lambda m, d: sweep_model(m, d, EvalSettings(batch_size=0)), "batch_size"),
+    (lambda m, d: sweep_model(m, d, {"nmi_bins": 32}), "settings"),
     (lambda m, d: predict(m, d.x_test[:0], d.mean, d.std), "x"),
     (lambda m, d: predict(m, d.x_test.float(), d.mean, d.std), "x"),  # not divided by 255
     (lambda m, d: reliability_table(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)),
@@ -380,7 +502,7 @@ class Recorder(FixedLogits):
 
 
 def both_orders(model, data, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return tuple(degradation_sweep(model, data, EvalSettings(**kwargs), order=order)
+    return tuple(sweep_model(model, data, EvalSettings(**kwargs), order=order)
                  for order in ORDERS)
 
 
@@ -409,7 +531,7 @@ def test_normalize_first_feeds_the_paper_scripts_inputs(data):
     inputs = {}
     for order in ORDERS:
         model = Recorder([0.0, 1.0, 2.0])
-        degradation_sweep(model, data, EvalSettings(kinds=("dropout", "diffusion"),
+        sweep_model(model, data, EvalSettings(kinds=("dropout", "diffusion"),
                                                     levels=(1.0, 0.5)), order=order)
         inputs[order] = model.inputs  # dropout 1, dropout 0.5, diffusion 1, diffusion 0.5
     # Dropout at d = 1 drops every patch: black in degrade_first, the mean colour (0 in
@@ -428,7 +550,7 @@ def test_normalize_first_feeds_the_paper_scripts_inputs(data):
 
 
 def test_normalize_first_nmi_is_taken_on_the_denormalised_image(cnn, data):
-    row = degradation_sweep(cnn, data, EvalSettings(kinds=("diffusion",), levels=(0.3,),
+    row = sweep_model(cnn, data, EvalSettings(kinds=("diffusion",), levels=(0.3,),
                                                     sweep_seed=5), order="normalize_first").iloc[0]
     clean = data.x_test.float() / 255
     degraded = _degrade_all(normalize(clean, data.mean, data.std), "diffusion", 0.3, 5,
@@ -447,8 +569,8 @@ def test_level_zero_is_the_clean_image_in_both_orders(cnn, data):
 
 
 @pytest.mark.parametrize("call", [
-    lambda m, d: degradation_sweep(m, d, order="degrade_last"),
-    lambda m, d: degradation_sweep(m, d, order=None),
+    lambda m, d: sweep_model(m, d, order="degrade_last"),
+    lambda m, d: sweep_model(m, d, order=None),
     lambda m, d: EvalSettings(orders=("normalise_first",)),
     lambda m, d: EvalSettings(orders=()),
 ])
@@ -458,15 +580,13 @@ def test_a_bad_order_raises_listing_the_orders(cnn, data, call):
 
 
 def test_sweeping_several_models_at_once_equals_each_alone(cnn):
-    from imlib.evaluate import degradation_sweeps
-
     data = synthetic(4, num_classes=3, test_per_class=4)
     other = small_cnn(3)
     settings = EvalSettings(kinds=("diffusion", "dropout"), levels=(0.0, 0.6), sweep_seed=3,
                             batch_size=5)
-    together = degradation_sweeps([cnn, other], data, settings, order="normalize_first")
+    together = sweep_models_together([cnn, other], data, settings, order="normalize_first")
     for model, frame in zip((cnn, other), together, strict=True):
-        alone = degradation_sweep(model, data, settings, order="normalize_first")
+        alone = sweep_model(model, data, settings, order="normalize_first")
         pd.testing.assert_frame_equal(frame, alone)
 
 

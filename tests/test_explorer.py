@@ -187,7 +187,8 @@ def _controls(box: ipywidgets.VBox) -> dict:
 def test_explorer_lays_out_named_controls_starting_on_the_given_case(photographs, models,
                                                                       monkeypatch):
     drawn = []
-    monkeypatch.setattr(imlib.explorer, "probe_figure", lambda result, names: drawn.append(result))
+    monkeypatch.setattr(imlib.explorer, "probe_figure",
+                        lambda result, names, **options: drawn.append(result))
     images, labels = _split(photographs)
     box = explorer(images, labels, CLASSES, models, MEAN, STD, bins=32, max_eps=0.8,
                    spread="all", index=2)
@@ -233,3 +234,72 @@ def test_explorer_lays_out_named_controls_starting_on_the_given_case(photographs
     assert set(last.predictions) == set(models)
     with pytest.raises(ValueError, match="labels must have length 3"):
         explorer(images, labels[:2], CLASSES, **RUN)
+
+
+def _rendered(fig: Figure):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    return fig.canvas.get_renderer()
+
+
+def _collisions(fig: Figure, gap: float = 6.0) -> list[tuple[str, str]]:
+    """Every panel title whose rendered box, widened by ``gap`` pixels on each side, overlaps
+    another panel (its area, title, axis labels or tick labels): text that runs into a
+    neighbour's, or reads on with it ("ε 0.89" then the tick label "100": "ε 0.89100")."""
+    from matplotlib.transforms import Bbox
+
+    renderer = _rendered(fig)
+    found = []
+    for ax in fig.axes:
+        if not ax.get_title():
+            continue
+        x0, y0, x1, y1 = ax.title.get_window_extent(renderer).extents
+        box = Bbox.from_extents(x0 - gap, y0, x1 + gap, y1)
+        for other in fig.axes:
+            if other is ax:
+                continue
+            if box.overlaps(other.get_window_extent(renderer)):
+                found.append((ax.get_title(), "its neighbour's panel"))
+            texts = [other.title] + ([other.xaxis.label, other.yaxis.label,
+                                      *other.get_xticklabels(), *other.get_yticklabels()]
+                                     if other.axison else [])
+            found += [(ax.get_title(), t.get_text()) for t in texts
+                      if t.get_text() and t.get_visible()
+                      and box.overlaps(t.get_window_extent(renderer))]
+    return found
+
+
+def test_the_static_grid_titles_never_run_into_a_neighbouring_panel(photographs, models):
+    images, labels = _split(photographs)
+    many = {**models, "ls": linear_model(2), "level": linear_model(3)}
+    probes = probe_grid(images, labels, CLASSES, 1, **RUN, models=many, mean=MEAN, std=STD,
+                        levels=(0.2, 0.8))
+    fig = static_view(probes, CLASSES, dataset="cifar100", protocol="reference-code")
+    assert any("ε 0.9" in ax.get_title() for ax in fig.axes)  # the clamped, widest titles
+    assert _collisions(fig) == []
+
+
+def test_the_explorer_figure_fits_a_narrow_jupyterlab_with_legible_text(image, models):
+    """At 1024 x 768 with the file browser open the output area is about 570 px: the figure is
+    drawn at that width (nothing shrinks it), the image pair above the bars, every text at
+    least 10 px tall (points at INLINE_DPI), no title running into a neighbour."""
+    from matplotlib.text import Text
+
+    from imlib.style import INLINE_DPI
+
+    result = probe(image, "diffusion", 0.8, **RUN, models=models, mean=MEAN, std=STD, label=2,
+                   num_classes=K)
+    fig = probe_figure(result, CLASSES)
+    assert fig.get_size_inches()[0] * INLINE_DPI == imlib.explorer.EXPLORER_WIDTH <= 570
+    clean, degraded, bars = fig.axes
+    renderer = _rendered(fig)
+    assert degraded.get_window_extent(renderer).y0 > bars.get_window_extent(renderer).y1
+    texts = [t for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+    assert min(t.get_fontsize() for t in texts) >= 10
+    assert _collisions(fig) == []
+    wide = probe_figure(result, CLASSES, width=1100)  # a wide window: side by side
+    assert wide.axes[1].get_window_extent(_rendered(wide)).x1 < \
+        wide.axes[2].get_window_extent(_rendered(wide)).x0
+    with pytest.raises(ValueError, match="width must be an int >= 300"):
+        probe_figure(result, CLASSES, width=100)

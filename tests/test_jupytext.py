@@ -56,3 +56,23 @@ def test_each_notebook_keeps_one_parameters_cell(path):
     notebook = jupytext.read(path)
     tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
+
+
+def test_a_kernel_installed_by_path_is_given_to_every_opened_notebook(manager, tmp_path,
+                                                                     monkeypatch):
+    """run_all.sh installs the environment's kernel with its interpreter's full path
+    (``ipykernel install --sys-prefix``): Jupytext's contents manager then sets that kernel on
+    each notebook it opens, so JupyterLab does not ask which one, and saving keeps the bytes.
+    ipykernel's bundled spec names ``python``, which Jupytext cannot match to the server's."""
+    import sys
+
+    kernelspec = pytest.importorskip("ipykernel.kernelspec")
+    kernels = tmp_path / "kernels"
+    kernelspec.write_kernel_spec(kernels / "python3")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable
+    name = f"notebooks/{NOTEBOOKS[0].name}"
+    model = manager.get(name)
+    assert model["content"].metadata["kernelspec"]["name"] == "python3"
+    manager.save(model, name)
+    assert Path(manager.root_dir, name).read_bytes() == NOTEBOOKS[0].read_bytes()

@@ -23,7 +23,8 @@ LAYERS = (
     ("runs",),  # what a run is: settings, files, completion, checkpoints
     ("train",),  # the engine
     ("launch",),  # where the runs train: this process, local processes, SLURM
-    ("study", "results", "nmi_study", "evaluate", "corruptions"),  # the study and its results
+    # the study and its results
+    ("study", "results", "nmi_study", "evaluate", "corruptions", "study_evaluation"),
     # what a reader sees
     ("thumbnails", "verdicts", "class_information", "report", "figure_parts", "plots",
      "information_plots", "explorer"),

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from imlib.degradations import degrade
 from imlib.nmi import nmi
 from imlib.verdicts import VERDICT_COLUMNS
 from imlib.results import load_results
+from oracles import retrained
 
 # 32 NMI bins, not the default 64: every stage must read the run's own setting.
 TINY = {"synthetic_per_class": 80, "synthetic_test_per_class": 10, "epochs": 4,
@@ -163,3 +166,40 @@ def test_figures_redraw_on_a_machine_without_the_gpu_the_profile_names(study):
     run("smoke", {**overrides, "device": "cuda", "protocols": ["paper"]}, only=["05_figures"],
         log_output=False)
     assert figure.stat().st_mtime_ns > before
+
+
+def _digests(params) -> dict[str, str]:
+    """The sha256 of every file of every protocol's evaluation folder."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for protocol in params.protocols
+            for p in sorted(params.for_protocol(protocol).eval_dir.rglob("*")) if p.is_file()}
+
+
+def _rerun_04(params, overrides) -> str:
+    """Notebook 04 executed again in a kernel (run_all.sh --only 04_evaluation); its text."""
+    start = time.perf_counter()
+    run("smoke", overrides, only=["04_evaluation"], log_output=False)
+    print(f"notebook 04 again: {time.perf_counter() - start:.1f} s")
+    return "".join("".join(o.get("text", "")) for o in _outputs(params, "04_evaluation"))
+
+
+def test_notebook_04_reuses_the_saved_evaluation_and_redoes_only_a_retrained_run(study):
+    """Last in this module: it changes a checkpoint of the study."""
+    params, overrides = study
+    models = len(params.variants) * len(params.seeds)
+    before = _digests(params)
+    said = _rerun_04(params, overrides)
+    for protocol in params.protocols:
+        assert f"evaluation, {protocol} protocol: reused {models} of {models} models" in said
+    assert _digests(params) == before  # nothing rewritten
+
+    retrained(params.train_dir("im", 0))  # the paper protocol's IM run
+    said = _rerun_04(params, overrides)
+    assert (f"evaluation, paper protocol: reused {models - 1} of {models} models from "
+            in said and "re-evaluated 1 (im seed 0: its checkpoint changed" in said), said
+    assert f"evaluation, reference-code protocol: reused {models} of {models}" in said
+    after = _digests(params)
+    changed = {path for path in before if after.get(path) != before[path]}
+    paper = str(params.for_protocol("paper").eval_dir)
+    assert changed and all(path.startswith(paper) for path in changed)
+    load_results(params.eval_dir, params)  # current again

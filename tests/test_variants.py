@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from imlib.degradations import KIND_SPECS, KINDS, Kind
-from imlib.evaluate import evaluate_study
+from imlib.study_evaluation import evaluate_study
 from imlib.information_plots import confidence_vs_nmi
 from imlib.plots import clean_metrics_bars, confidence_per_kind
 from imlib.results import eval_settings, table1
