@@ -44,7 +44,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from imlib._checks import check_images, check_int
-from imlib.data import ImageData, denormalize, normalize
+from imlib.calibration import apply_temperature, fit_temperature
+from imlib.data import ImageData, denormalize, holdout_split, normalize
 from imlib.degradations import KIND_SPECS, DegradationConfig, degrade
 from imlib.metrics import classification_metrics, reliability_bins
 from imlib.models import for_inference
@@ -311,12 +312,17 @@ def reliability_table(probs: Tensor, labels: Tensor, n_bins: int = 15) -> pd.Dat
     return table
 
 
-def _per_image(probs: Tensor, labels: Tensor, groups: Tensor) -> pd.DataFrame:
+def _per_image(probs: Tensor, scaled: Tensor | None, labels: Tensor, groups: Tensor
+               ) -> pd.DataFrame:
     """One model's per-image table without variant and seed: the test index, label, clean
-    correctness, top-1 and true-class probability and NLL (``probs`` (N, K) on the clean test
-    split), and ``groups`` (G, N), the means over ``PER_IMAGE_CONDITIONS``; 5 decimals."""
+    correctness, top-1 probability (also after temperature scaling, from ``scaled``; NaN
+    without it), true-class probability and NLL (``probs`` (N, K) on the clean test split),
+    and ``groups`` (G, N), the means over ``PER_IMAGE_CONDITIONS``; 5 decimals."""
     true_prob = probs.gather(1, labels[:, None]).squeeze(1)
-    columns = {"clean_top_prob": probs.max(1).values, "clean_true_prob": true_prob,
+    top_scaled = (scaled.max(1).values if scaled is not None
+                  else torch.full((len(labels),), float("nan")))
+    columns = {"clean_top_prob": probs.max(1).values, "clean_top_prob_scaled": top_scaled,
+               "clean_true_prob": true_prob,
                "clean_nll": -true_prob.clamp(min=torch.finfo(probs.dtype).tiny).log(),
                **dict(zip(PER_IMAGE_CONDITIONS, groups, strict=True))}
     return pd.DataFrame({"image": range(len(labels)), "label": labels.numpy(),
@@ -402,6 +408,23 @@ def evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
         return _evaluate_checkpoints(checkpoints, data, settings, device)
 
 
+def _temperature_scaled(model: torch.nn.Module, data: ImageData, config: TrainConfig,
+                        probs: Tensor, batch_size: int) -> tuple[float, Tensor | None]:
+    """The temperature of a model fitted on its run's holdout split (the images
+    :func:`imlib.data.holdout_split` kept out of its training, :mod:`imlib.calibration`) and
+    the test predictions ``probs`` scaled by it; (NaN, None) for a run without a holdout
+    split, which has no unseen images to fit on. Log-probabilities stand in for the logits:
+    softmax is the same for both."""
+    if config.holdout_fraction == 0:
+        return float("nan"), None
+    _, holdout = holdout_split(data.y_train, config.holdout_fraction, config.seed)
+    held_out = predict(model, data.x_train[holdout], data.mean, data.std, batch_size)
+    tiny = torch.finfo(held_out.dtype).tiny
+    temperature = fit_temperature(held_out.clamp(min=tiny).log(), data.y_train[holdout])
+    scaled = torch.softmax(apply_temperature(probs.clamp(min=tiny).log(), temperature), dim=1)
+    return temperature, scaled
+
+
 def _evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
                           settings: EvalSettings, device: str) -> EvalResults:
     loaded = [load_model(checkpoint, device) for checkpoint in checkpoints]
@@ -422,8 +445,9 @@ def _evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
         if probs.shape[1] != data.num_classes:
             raise ValueError(f"checkpoint {checkpoint} predicts {probs.shape[1]} classes, but "
                              f"data {data.name!r} has {data.num_classes}")
-        clean = pd.DataFrame([{**classification_metrics(probs, data.y_test),
-                               "n": len(data.y_test)}])
+        temperature, scaled = _temperature_scaled(model, data, train_config, probs, batch_size)
+        clean = pd.DataFrame([{**classification_metrics(probs, data.y_test, scaled),
+                               "temperature": temperature, "n": len(data.y_test)}])
         tables = []
         for condition in RELIABILITY_CONDITIONS:
             condition_probs = (predict(model, reliability_images[condition], data.mean,
@@ -439,7 +463,7 @@ def _evaluate_checkpoints(checkpoints: Sequence[str | Path], data: ImageData,
 
         results.append(EvalResults(tagged(clean, CLEAN_COLUMNS), tagged(sweep, SWEEP_COLUMNS),
                                    tagged(reliability, RELIABILITY_COLUMNS),
-                                   tagged(_per_image(probs, data.y_test, groups),
+                                   tagged(_per_image(probs, scaled, data.y_test, groups),
                                           PER_IMAGE_COLUMNS),
                                    recorded, runs=[run_record(train_config, checkpoint)]))
     return EvalResults.concat(results)

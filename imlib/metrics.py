@@ -13,6 +13,7 @@ read them; a new metric is one ``METRIC_SPECS.register`` call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -164,6 +165,9 @@ class Metric:
     is left out of Table 1 for data sets of at most ``hidden_up_to_classes`` classes (top-5
     with 10 classes says nothing); ``paper_column`` is the key of :data:`imlib.paper.PAPER_TABLE1`
     whose printed numbers it compares with (the paper's "ECE" is its script's estimator).
+    A ``scaled`` metric reads the predictions after temperature scaling (Guo et al. 2017: one
+    temperature per model fitted on its holdout split, :mod:`imlib.calibration`), so that
+    calibration can be read apart from accuracy; it is NaN for a run without a holdout split.
     """
 
     name: str
@@ -174,6 +178,7 @@ class Metric:
     decimals: int = 4
     paper_column: str | None = None
     hidden_up_to_classes: int = 0
+    scaled: bool = False
 
     def __post_init__(self) -> None:
         if self.better not in ("higher", "lower"):
@@ -197,12 +202,19 @@ METRIC_SPECS.register(Metric("nll", lambda p, y, k: nll(p, y), "CE Loss", "lower
 METRIC_SPECS.register(Metric("brier", lambda p, y, k: brier(p, y), "Brier", "lower"))
 METRIC_SPECS.register(Metric("ece_paper_script", lambda p, y, k: ece_paper_script(p, y),
                              "ECE (paper script)", "lower", paper_column="ece_paper_script"))
+METRIC_SPECS.register(Metric("ece_temperature", lambda p, y, k: ece(p, y),
+                             "ECE after temperature scaling", "lower", scaled=True))
 
 
-def classification_metrics(probs: Tensor, labels: Tensor) -> dict[str, float]:
-    """Every metric of ``METRIC_SPECS`` (Table 1's columns) of one model's predictions: by
-    default top-1 and top-5 accuracy (fractions), ECE (15 bins), NLL, Brier, and the
-    paper-script ECE."""
+def classification_metrics(probs: Tensor, labels: Tensor,
+                           scaled: Tensor | None = None) -> dict[str, float]:
+    """Every metric of ``METRIC_SPECS`` (Table 1's columns) of one model's predictions
+    ``probs``, those marked ``scaled`` on ``scaled`` (the temperature-scaled predictions; NaN
+    without them): by default top-1 and top-5 accuracy (fractions), ECE (15 bins), NLL, Brier,
+    the paper-script ECE and the ECE after temperature scaling."""
     _check(probs, labels)
-    return {name: float(spec.fn(probs, labels, probs.shape[1]))
+    if scaled is not None:
+        _check(scaled, labels)
+    return {name: float(spec.fn(scaled if spec.scaled else probs, labels, probs.shape[1]))
+            if scaled is not None or not spec.scaled else math.nan
             for name, spec in METRIC_SPECS.items()}

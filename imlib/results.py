@@ -4,12 +4,14 @@ What the evaluation (:mod:`imlib.evaluate`) writes and the figures (:mod:`imlib.
 reports read, and how it was made (:class:`EvalSettings`, built from the profile by
 :func:`eval_settings`). Result files, in ``eval_dir``:
 
-- ``clean_metrics.csv``: ``variant, seed, top1, top5, ece, nll, brier, ece_paper_script, n``
+- ``clean_metrics.csv``: ``variant, seed``, every metric of ``METRIC_SPECS`` (``top1, top5,
+  ece, nll, brier, ece_paper_script, ece_temperature``), ``temperature``, ``n``
 - ``sweeps.csv``: ``variant, seed, kind, level, subset, order, accuracy, confidence, nmi, n``
 - ``reliability.csv``: ``variant, seed, condition, bin, lower, upper, count, confidence,
   accuracy``
 - ``per_image.csv``: ``variant, seed, image`` (its test index), ``label``, then per image
-  ``clean_correct``, ``clean_top_prob`` (top-1 confidence), ``clean_true_prob``, ``clean_nll``
+  ``clean_correct``, ``clean_top_prob`` (top-1 confidence; ``clean_top_prob_scaled`` after
+  temperature scaling), ``clean_true_prob``, ``clean_nll``
   and the means of ``PER_IMAGE_CONDITIONS`` (5 decimals)
 - ``meta.json``: ``settings`` (:class:`EvalSettings`, plus the data set, its test size and
   the class's name), ``params``, ``runs`` (the config of every run evaluated and the size and
@@ -84,7 +86,8 @@ __all__ = [
 # When images are normalised: after degrading (training's order) | before (the paper's eval script)
 ORDERS = ("degrade_first", "normalize_first")
 
-CLEAN_COLUMNS = ("variant", "seed", *METRICS, "n")
+# temperature: the one fitted on the run's holdout split (NaN without one), for the scaled metrics
+CLEAN_COLUMNS = ("variant", "seed", *METRICS, "temperature", "n")
 SWEEP_COLUMNS = ("variant", "seed", "kind", "level", "subset", "order", "accuracy", "confidence",
                  "nmi", "n")
 RELIABILITY_COLUMNS = ("variant", "seed", "condition", "bin", "lower", "upper", "count",
@@ -99,7 +102,8 @@ PER_IMAGE_CONDITIONS = {
     "mosaic_high_true_prob": ("probability", ("mosaic",), 0.7, 1.0),
 }
 PER_IMAGE_COLUMNS = ("variant", "seed", "image", "label", "clean_correct", "clean_top_prob",
-                     "clean_true_prob", "clean_nll", *PER_IMAGE_CONDITIONS)
+                     "clean_top_prob_scaled", "clean_true_prob", "clean_nll",
+                     *PER_IMAGE_CONDITIONS)
 _FILES = {"clean": ("clean_metrics", CLEAN_COLUMNS), "sweeps": ("sweeps", SWEEP_COLUMNS),
           "reliability": ("reliability", RELIABILITY_COLUMNS),
           "per_image": ("per_image", PER_IMAGE_COLUMNS)}
@@ -276,9 +280,11 @@ def table1(clean: pd.DataFrame, num_classes: int | None = None) -> pd.DataFrame:
     """The paper's Table 1 as strings, one row per variant: "mean ± sd" over seeds and the
     number of seeds, or the value alone when every variant has one seed.
 
-    Index: variant (baseline, ls, im, level, those present); columns ``Model``, ``Top-1 Acc
-    (%)``, ``Top-5 Acc (%)`` (percent, 2 decimals; left out when ``num_classes`` <= 10),
-    ``ECE``, ``CE Loss`` (the NLL, nats), ``Brier``, ``ECE (paper script)`` (4 decimals).
+    Index: variant (in ``VARIANTS`` order, those present); columns ``Model`` and each metric of
+    ``METRIC_SPECS`` under its title, scaled and rounded as its spec says (by default
+    ``Top-1 Acc (%)``, ``Top-5 Acc (%)``: left out when ``num_classes`` <= 10, ``ECE``,
+    ``CE Loss`` (the NLL, nats), ``Brier``, ``ECE (paper script)``, ``ECE after temperature
+    scaling``); "–" where a metric is undefined (no holdout split to fit a temperature on).
     """
     metrics = _table1_metrics(num_classes)
     summary = summarize(clean, ("variant",), tuple(metrics))
@@ -287,9 +293,11 @@ def table1(clean: pd.DataFrame, num_classes: int | None = None) -> pd.DataFrame:
                           .fillna(summary["variant"])})
     for metric, spec in metrics.items():
         mean, decimals = summary[f"{metric}_mean"] * spec.scale, spec.decimals
-        table[spec.title] = ([f"{m:.{decimals}f} ± {s:.{decimals}f}" for m, s in
-                              zip(mean, summary[f"{metric}_std"] * spec.scale, strict=True)]
-                             if with_sd else [f"{m:.{decimals}f}" for m in mean])
+        table[spec.title] = (["–" if pd.isna(m) else f"{m:.{decimals}f} ± {s:.{decimals}f}"
+                              for m, s in zip(mean, summary[f"{metric}_std"] * spec.scale,
+                                              strict=True)]
+                             if with_sd else ["–" if pd.isna(m) else f"{m:.{decimals}f}"
+                                              for m in mean])
     if with_sd:
         table["n seeds"] = summary["n_seeds"].astype(int)
     table.index = pd.Index(summary["variant"], name="variant")

@@ -299,7 +299,8 @@ def read_history(path: str | Path, epochs: int | None = None) -> list[dict[str, 
 def completed_run(config: TrainConfig) -> dict[str, Any]:
     """The ``result.json`` of the finished run ``config`` asks for, or ``IncompleteRunError``
     naming the folder, what is wrong (missing, unfinished, other settings, diverged, damaged:
-    a history that does not hold exactly the epochs the result says were trained) and the fix.
+    a history that does not hold exactly the epochs the result says were trained, a
+    ``best.pt`` or history that is not the file the run wrote) and the fix.
     Fields that do not change results (``NEUTRAL_FIELDS``) may differ. A folder whose run
     stopped before its first epoch holds nothing to keep: it counts as not trained yet."""
     files = RunFiles(config.out_dir)
@@ -328,7 +329,7 @@ def completed_run(config: TrainConfig) -> dict[str, Any]:
         raise IncompleteRunError(folder, "damaged", f"{files.best.name} is missing",
                                  RETRAIN_HINT)
     read_history(files.history, config.epochs)
-    _check_recorded_digests(files, result)
+    _check_own_files(files, result, config)
     return result
 
 
@@ -344,16 +345,32 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _check_recorded_digests(files: RunFiles, result: dict[str, Any]) -> None:
+def _check_own_files(files: RunFiles, result: dict[str, Any], config: TrainConfig) -> None:
     """Refuse a finished run whose ``best.pt`` or history is not the file its ``result.json``
-    recorded (replaced, edited or copied in); runs from before the digests were kept pass."""
-    for path, key in ((files.best, "best_sha256"), (files.history, "history_sha256")):
-        recorded = result.get(key)
-        if recorded is not None and file_record(path)["sha256"] != recorded:
+    recorded (replaced, edited or copied in). A ``best.pt`` whose sha256 is not the recorded
+    one (or, in runs from before the digests were kept, any ``best.pt``) must at least hold a
+    model of this run's settings: another run's is named as such."""
+    recorded = result.get("best_sha256")
+    if recorded is None or file_record(files.best)["sha256"] != recorded:
+        saved = read_checkpoint(files.best, ("config",))["config"]
+        differing = _config_mismatch(saved, config)
+        if differing:
+            held = ", ".join(f"{k} {saved.get(k)!r}" for k in differing)
+            asked = ", ".join(f"{k} {getattr(config, k)!r}" for k in differing)
+            raise IncompleteRunError(files.folder, "mismatch",
+                                     f"{files.best.name} holds another run's model ({held}; "
+                                     f"this folder's run has {asked})", RETRAIN_HINT)
+        if recorded is not None:
             raise IncompleteRunError(files.folder, "damaged",
-                                     f"{path.name} is not the file this run wrote (its sha256 "
-                                     f"differs from the one in {files.result.name}: replaced "
-                                     "or edited since)", RETRAIN_HINT)
+                                     f"{files.best.name} is not the file this run wrote (its "
+                                     f"sha256 differs from the one in {files.result.name}: "
+                                     "replaced or edited since)", RETRAIN_HINT)
+    recorded = result.get("history_sha256")
+    if recorded is not None and file_record(files.history)["sha256"] != recorded:
+        raise IncompleteRunError(files.folder, "damaged",
+                                 f"{files.history.name} is not the file this run wrote (its "
+                                 f"sha256 differs from the one in {files.result.name}: edited "
+                                 "since)", RETRAIN_HINT)
 
 
 def load_model(checkpoint: str | Path, device: str = "auto") -> tuple[torch.nn.Module, TrainConfig]:

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imlib.evaluate import evaluate_checkpoints
-from imlib.io import file_record, project_path
-from imlib.results import (EvalResults, EvalSettings, eval_settings, load_results, run_settings,
+from imlib.io import project_path
+from imlib.results import (EvalResults, EvalSettings, eval_settings, load_results,
                            save_results, stale_runs)
-from imlib.runs import (RETRAIN_HINT, IncompleteRunError, RunFiles, TrainConfig, completed_run,
-                        read_checkpoint)
+from imlib.runs import RunFiles, completed_run
 
 if TYPE_CHECKING:
     from imlib.data import ImageData
@@ -30,29 +29,12 @@ __all__ = ["study_checkpoints", "evaluate_study", "update_evaluation"]
 _TABLES = ("clean", "sweeps", "reliability", "per_image")  # EvalResults' tables
 
 
-def _check_own_checkpoint(run: StudyRun, checkpoint: str) -> Path:
-    """The checkpoint ``checkpoint`` of a complete ``run``, after checking that it is that
-    run's own: trained with its variant, seed and settings (a ``best.pt`` copied in from
-    another folder is refused) and, where ``result.json`` records its sha256
-    (``best_sha256``), that very file. Raises IncompleteRunError naming the folder."""
-    result = completed_run(run.config)
-    path = RunFiles(run.dir).checkpoint(checkpoint)
-    saved = read_checkpoint(path, ("config",))["config"]
-    trained = run_settings(TrainConfig.from_dict({**saved, "device": "cpu"}))
-    asked = run_settings(run.config)
-    differing = [k for k in asked if trained.get(k) != asked[k]]
-    if differing:
-        detail = ", ".join(f"{k} {trained.get(k)!r}" for k in differing)
-        raise IncompleteRunError(run.dir, "mismatch", f"{path.name} holds another run's model "
-                                 f"({detail}; this folder's run has "
-                                 f"{', '.join(f'{k} {asked[k]!r}' for k in differing)})",
-                                 RETRAIN_HINT)
-    recorded = result.get("best_sha256") if checkpoint == "best" else None
-    if recorded is not None and file_record(path)["sha256"] != recorded:
-        raise IncompleteRunError(run.dir, "damaged", f"{path.name} is not the file "
-                                 f"{RunFiles(run.dir).result.name} records (its sha256 "
-                                 "differs: replaced or damaged since training)", RETRAIN_HINT)
-    return path
+def _own_checkpoint(run: StudyRun, checkpoint: str) -> Path:
+    """The checkpoint ``checkpoint`` of a complete ``run``: :func:`imlib.runs.completed_run`
+    checks that the run is finished with the settings the profile asks for and that its
+    ``best.pt`` is the run's own (the file it wrote, not another run's model)."""
+    completed_run(run.config)
+    return RunFiles(run.dir).checkpoint(checkpoint)
 
 
 def study_checkpoints(params: StudyParams, data: ImageData, checkpoint: str = "best"
@@ -63,7 +45,7 @@ def study_checkpoints(params: StudyParams, data: ImageData, checkpoint: str = "b
     if data.name != params.training.dataset:
         raise ValueError(f"data is {data.name!r} but the study's training dataset is "
                          f"{params.training.dataset!r}")
-    return [_check_own_checkpoint(run, checkpoint) for run in params.runs(params.protocol)]
+    return [_own_checkpoint(run, checkpoint) for run in params.runs(params.protocol)]
 
 
 def evaluate_study(params: StudyParams, data: ImageData, settings: EvalSettings | None = None,

@@ -74,27 +74,30 @@ def _levels_in_words(column: str) -> str:
     return f"0 < d ≤ {highest:g}" if lowest == 0 else f"{lowest:g} ≤ d ≤ {highest:g}"
 
 
-# metric -> (what it measures, its per-image values in a per_image table, the metric of a seed)
-CLAIM_METRICS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame], Callable]] = {
-    "top1": ("clean top-1", lambda t: t[["clean_correct"]], intervals.mean),
-    "top5": ("clean top-5", lambda t: t[["clean_top5_correct"]], intervals.mean),
+# metric -> (what it measures, its per-image values in a per_image table, the metric of a seed,
+# what NaN among those values means)
+_UNSWEPT = "the sweep reached none of its conditions"
+CLAIM_METRICS: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame], Callable, str]] = {
+    "top1": ("clean top-1", lambda t: t[["clean_correct"]], intervals.mean, ""),
+    "top5": ("clean top-5", lambda t: t[["clean_top5_correct"]], intervals.mean, ""),
     "ece": ("clean ECE, 15 bins", lambda t: t[["clean_top_prob", "clean_correct"]],
-            intervals.calibration_error),
+            intervals.calibration_error, ""),
     "ece_temperature": ("clean ECE, 15 bins, after temperature scaling on the holdout split",
                         lambda t: t[["clean_top_prob_scaled", "clean_correct"]],
-                        intervals.calibration_error),
-    "nll": ("clean cross-entropy", lambda t: t[["clean_nll"]], intervals.mean),
+                        intervals.calibration_error,
+                        "no holdout split to fit a temperature on"),
+    "nll": ("clean cross-entropy", lambda t: t[["clean_nll"]], intervals.mean, ""),
     "accuracy_degraded": (f"top-1, {_kinds_in_words('degraded_correct')}, "
                           f"{_levels_in_words('degraded_correct')}",
-                          lambda t: t[["degraded_correct"]], intervals.mean),
+                          lambda t: t[["degraded_correct"]], intervals.mean, _UNSWEPT),
     "confidence_low": (f"true-class confidence, {_kinds_in_words(LOW_DISTORTION)}, "
                        f"{_levels_in_words(LOW_DISTORTION)}", lambda t: t[[LOW_DISTORTION]],
-                       intervals.mean),
+                       intervals.mean, _UNSWEPT),
     "confidence_drop": (f"true-class confidence, {_kinds_in_words(LOW_DISTORTION)}: mean at "
                         f"{_levels_in_words(LOW_DISTORTION)} minus mean at "
                         f"{_levels_in_words(HIGH_DISTORTION)}",
                         lambda t: (t[LOW_DISTORTION] - t[HIGH_DISTORTION]).to_frame(),
-                        intervals.mean),
+                        intervals.mean, _UNSWEPT),
 }
 
 # The paper's Fig. 3 (5 apple images, mosaic), read off its curves.
@@ -203,14 +206,14 @@ def compare(per_image: pd.DataFrame, claim: Claim, eval_class: int, num_classes:
     missing = [v for v in (claim.variant, claim.other) if v not in present]
     if missing:
         return untestable, None, f"{', '.join(missing)} not trained under this protocol"
-    _, values, metric = CLAIM_METRICS[claim.metric]
+    _, values, metric, nan_means = CLAIM_METRICS[claim.metric]
     try:
         a, images = _seed_rows(per_image, claim.variant, values)
         b, other_images = _seed_rows(per_image, claim.other, values)
     except KeyError as err:
         return untestable, None, f"the evaluation saved no {err.args[0]} column"
-    if bool(a.isnan().any() | b.isnan().any()):  # a condition group the sweep did not reach
-        return untestable, None, "the sweep reached none of its conditions"
+    if bool(a.isnan().any() | b.isnan().any()):
+        return untestable, None, nan_means or "its per-image values hold NaN"
     if not np.array_equal(images, other_images):
         raise ValueError(f"{claim.variant!r} and {claim.other!r} were evaluated on different "
                          "test images; evaluate every run on the same test split")

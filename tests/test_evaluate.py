@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.optimize import minimize_scalar
 from torch import nn
+from torchmetrics.functional.classification import multiclass_calibration_error
 
 import imlib.evaluate as evaluate_module
 import imlib.results as results_module
-from imlib.data import denormalize, normalize, synthetic
+from imlib.data import denormalize, holdout_split, normalize, synthetic
 from imlib.degradations import KIND_SPECS, KINDS, LEVELS, PAPER_EVAL, degrade
 from imlib.evaluate import (
     _degrade_all,
@@ -236,9 +238,24 @@ def test_evaluate_study_tables(study):
     assert (results.clean.seed == 0).all()
     model, _ = load_model(RunFiles(params.train_dir("im", 0)).best, "cpu")
     row = results.clean[results.clean.variant == "im"].iloc[0]
-    expected = classification_metrics(by_hand(model, data.x_test.float() / 255, data),
-                                      data.y_test)
-    assert row[list(METRICS)].to_dict() == pytest.approx(expected, abs=1e-6)
+    probs = by_hand(model, data.x_test.float() / 255, data)
+    # The temperature, fitted here on the run's holdout images by scipy's bounded search on
+    # the NLL, and the ECE of the test predictions it scales (torchmetrics).
+    config = params.train_config("im", 0)
+    _, holdout = holdout_split(data.y_train, config.holdout_fraction, config.seed)
+    held_out = by_hand(model, data.x_train[holdout].float() / 255, data).double().log()
+
+    def holdout_nll(t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(held_out / t, data.y_train[holdout]))
+
+    temperature = minimize_scalar(holdout_nll, bounds=(0.01, 100), method="bounded",
+                                  options={"xatol": 1e-6}).x
+    assert row["temperature"] == pytest.approx(temperature, rel=1e-3)
+    scaled = torch.softmax(probs.double().log() / temperature, dim=1).float()
+    assert row["ece_temperature"] == pytest.approx(float(multiclass_calibration_error(
+        scaled, data.y_test, num_classes=data.num_classes, n_bins=15, norm="l1")), abs=1e-4)
+    expected = classification_metrics(probs, data.y_test, scaled)
+    assert row[list(METRICS)].to_dict() == pytest.approx(expected, abs=1e-4)
     # 2 models x kinds x 2 levels x (all, class, 5 images) x both orders
     assert len(results.sweeps) == 2 * len(KINDS) * 2 * 7 * len(ORDERS)
     assert list(results.sweeps.columns) == list(SWEEP_COLUMNS)
@@ -437,7 +454,7 @@ def test_a_checkpoint_that_is_not_the_one_its_result_records_is_refused(study, t
     result["best_sha256"] = "0" * 64
     files.result.write_text(json.dumps(result))
     with pytest.raises(IncompleteRunError, match=rf"run {files.folder}: best.pt is not the file "
-                       r"result.json records \(its sha256 differs"):
+                       r"this run wrote \(its sha256 differs"):
         update_evaluation(params, data, settings)
 
 

@@ -211,7 +211,9 @@ def test_overconfident_model_has_large_ece():
 @pytest.mark.parametrize(("n", "k", "scale"), [(500, 10, 2.0), (300, 100, 4.0)])
 def test_classification_metrics_match_torchmetrics_and_written_out_formulas(n, k, scale):
     probs, labels = random_set(n, k, scale, seed=6)
-    got = classification_metrics(probs, labels)
+    scaled, _ = random_set(n, k, scale / 2, seed=7)  # other predictions, as if rescaled
+    got = classification_metrics(probs, labels, scaled)
+    assert math.isnan(classification_metrics(probs, labels)["ece_temperature"])
     expected = {
         "top1": multiclass_accuracy(probs, labels, num_classes=k, top_k=1, average="micro"),
         "top5": multiclass_accuracy(probs, labels, num_classes=k, top_k=5, average="micro"),
@@ -221,6 +223,8 @@ def test_classification_metrics_match_torchmetrics_and_written_out_formulas(n, k
         "brier": sum(float(((probs[i] - torch.eye(k)[labels[i]]) ** 2).sum())
                      for i in range(n)) / n,
         "ece_paper_script": ece_paper_reference(probs, labels),
+        "ece_temperature": multiclass_calibration_error(scaled, labels, num_classes=k,
+                                                        n_bins=15, norm="l1"),
     }
     assert set(got) == set(expected)
     for name, value in expected.items():

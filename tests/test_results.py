@@ -55,7 +55,7 @@ def tiny_study(root, **overrides):
 
 def clean_table(values: dict[str, list[float]]) -> pd.DataFrame:
     """A clean-metrics table: per variant one row per seed, every metric from ``values``."""
-    rows = [{"variant": v, "seed": s, **{m: x for m in METRICS}, "n": 100}
+    rows = [{"variant": v, "seed": s, **{m: x for m in METRICS}, "temperature": 1.5, "n": 100}
             for v, xs in values.items() for s, x in enumerate(xs)]
     return pd.DataFrame(rows)
 
@@ -409,7 +409,8 @@ def test_table1_formats_mean_and_std():
     table = table1(df)
     assert list(table.index) == ["baseline", "ls", "im"]
     assert list(table.columns) == ["Model", "Top-1 Acc (%)", "Top-5 Acc (%)", "ECE", "CE Loss",
-                                   "Brier", "ECE (paper script)", "n seeds"]
+                                   "Brier", "ECE (paper script)", "ECE after temperature scaling",
+                                   "n seeds"]
     assert list(table.Model) == ["Baseline", "LS", "IM"]
     assert table.loc["baseline", "Top-1 Acc (%)"] == "55.43 ± 0.00"
     assert table.loc["ls", "Top-1 Acc (%)"] == "55.00 ± 7.07"
@@ -417,6 +418,14 @@ def test_table1_formats_mean_and_std():
     assert list(table["n seeds"]) == [2, 2, 2]
     lines = table1_markdown(df).splitlines()
     assert lines[0].startswith("| Model | Top-1 Acc (%) |") and len(lines) == 5
+
+
+def test_table1_shows_a_dash_where_a_metric_is_undefined():
+    df = clean_table({"im": [0.6, 0.62], "baseline": [0.55, 0.56]})
+    df.loc[df["variant"] == "im", "ece_temperature"] = float("nan")  # no holdout split
+    table = table1(df)
+    assert table.loc["im", "ECE after temperature scaling"] == "–"
+    assert table.loc["baseline", "ECE after temperature scaling"] == "0.5550 ± 0.0071"
 
 
 def test_table1_of_one_seed_shows_values_without_sd():

@@ -534,10 +534,18 @@ def test_result_binds_the_checkpoint_and_history_and_digests_the_weights(tmp_pat
     other = tiny(tmp_path / "c", epochs=2, seed=1)
     train(other)
     assert completed_run(other)["weights_sha256"] != result_a["weights_sha256"]
-    # Another run's best.pt copied in, or an edited history: refused by name.
+    # Another run's best.pt copied in, the same settings' from another folder, or an edited
+    # history: refused by name.
+    original = files_a.best.read_bytes()
     files_a.best.write_bytes(RunFiles(other.out_dir).best.read_bytes())
+    with pytest.raises(IncompleteRunError, match=r"best.pt holds another run's model \(seed 1; "
+                                                 r"this folder's run has seed 0\)"):
+        completed_run(first)
+    files_a.best.write_bytes(files_b.best.read_bytes())
     with pytest.raises(IncompleteRunError, match="best.pt is not the file this run wrote"):
         completed_run(first)
+    files_a.best.write_bytes(original)
+    completed_run(first)
     history = files_b.history.read_text().replace('"test_acc": 0.', '"test_acc": 0.9', 1)
     files_b.history.write_text(history)
     with pytest.raises(IncompleteRunError, match="history.jsonl is not the file this run wrote"):
