@@ -34,7 +34,7 @@ from imlib.io import append_jsonl, atomic_save, atomic_write_text, file_record, 
 from imlib.labels import soft_cross_entropy, soft_targets
 from imlib.models import build_model
 from imlib.nmi import nmi
-from imlib.progress import progress
+from imlib.progress import on_interrupt, progress
 from imlib.runs import (RETRAIN_HINT, IncompleteRunError, RunFiles, TrainConfig,
                         check_same_settings, completed_run, read_checkpoint, read_history,
                         resolve_device, weights_digest)
@@ -395,7 +395,7 @@ def _epoch_line(config: TrainConfig, record: dict[str, Any]) -> str:
             f"{record['seconds']:.1f} s")
 
 
-def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunResult:
+def train(config: TrainConfig, job: dict[str, Any] | None = None) -> RunResult:
     """Train one variant as ``config`` says; resume from ``config.out_dir`` when possible.
 
     A finished run with the same settings is returned as it is, without retraining or rewriting
@@ -407,7 +407,9 @@ def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunR
     :func:`imlib.runs.completed_run`) and a digest of the weights alone
     (:func:`imlib.runs.weights_digest`: two runs with equal weights have equal digests).
 
-    It prints one line saying whether the run was reused, resumed or trained. Without progress
+    It prints one line saying whether the run was reused, resumed or trained; an interrupt
+    raises :class:`imlib.progress.Interrupted`, one line naming the epochs saved and how to
+    resume. Without progress
     bars (headless, ``TQDM_DISABLE``) it prints an epoch line every epoch in a job (its log) and
     at least every ``PROGRESS_LINE_S`` seconds inline, then a closing line.
     """
@@ -431,8 +433,18 @@ def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunR
           else f"{label}: all {done} epochs saved, writing its result", flush=True)
     every_epoch = bool(job) and job.get("launcher") not in (None, "inline")
     last_line = time.monotonic()
-    with progress(total=config.epochs * steps, initial=done * steps, desc=label, unit="step",
-                  mininterval=2.0, dynamic_ncols=True) as bar:
+    saved = [done]  # the last epoch whose last.pt is written, for the interrupt's line
+
+    def interrupted() -> str:
+        kept = (f"epochs 1-{saved[0]} are saved in {run.files.last}" if saved[0]
+                else "no epoch finished, nothing saved")
+        return (f"training of {label} interrupted at epoch {saved[0] + 1} of {config.epochs}: "
+                f"{kept}; run the cell again (or ./run_all.sh --only 03_training) to resume "
+                f"from epoch {saved[0] + 1}")
+
+    with on_interrupt(interrupted), progress(
+            total=config.epochs * steps, initial=done * steps, desc=label, unit="step",
+            mininterval=2.0, dynamic_ncols=True) as bar:
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
             lr = run.optimizer.param_groups[0]["lr"]
@@ -450,6 +462,7 @@ def train(config: TrainConfig, job: dict[str, str | None] | None = None) -> RunR
                 run.best_score, run.best_epoch = score, epoch
                 atomic_save(_weights(run, epoch), run.files.best)
             atomic_save(_resume_state(run, epoch), run.files.last)
+            saved[0] = epoch
             append_jsonl(record, run.files.history)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                             test_acc=f"{record['test_acc']:.3f}")

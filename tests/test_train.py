@@ -550,3 +550,25 @@ def test_result_binds_the_checkpoint_and_history_and_digests_the_weights(tmp_pat
     files_b.history.write_text(history)
     with pytest.raises(IncompleteRunError, match="history.jsonl is not the file this run wrote"):
         completed_run(second)
+
+
+def test_an_interrupt_says_in_one_line_what_was_saved_and_the_rerun_resumes(tmp_path, monkeypatch):
+    from imlib.progress import Interrupted
+
+    config = tiny(tmp_path, epochs=3)
+    real_epoch = train_module._train_epoch
+
+    def interrupted_at_two(run, epoch, bar):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(run, epoch, bar)
+
+    monkeypatch.setattr(train_module, "_train_epoch", interrupted_at_two)
+    with pytest.raises(Interrupted) as caught:
+        train(config)
+    line = caught.value._render_traceback_()
+    assert len(line) == 1 and "\n" not in line[0]
+    assert line[0].startswith("training of im seed 0 interrupted at epoch 2 of 3: epochs 1-1 "
+                              "are saved in ") and "resume from epoch 2" in line[0]
+    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+    assert [r["epoch"] for r in train(config).history] == [1, 2, 3]
