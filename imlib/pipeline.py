@@ -14,6 +14,7 @@ with one line. Relative paths given with ``-p`` are read from the caller's folde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import logging
 import os
@@ -21,7 +22,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -356,14 +357,27 @@ def _terminate(signum: int, frame: Any) -> None:
     raise _Terminated
 
 
-def _show_cell_output() -> None:
-    """``--verbose``: papermill logs every cell's output through ``logging``; print it."""
+@contextlib.contextmanager
+def _cell_output_shown(shown: bool) -> Iterator[None]:
+    """``--verbose``: papermill logs every cell's output through ``logging``; print it while
+    the run lasts (the handler is removed after, so no later logging writes to a stream that
+    has gone)."""
+    if not shown:
+        yield
+        return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("papermill")
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,13 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     profile already running, 1 when a notebook fails, 130 on Ctrl-C and 143 on SIGTERM (what
     finished is kept)."""
     args = _parse(sys.argv[1:] if argv is None else argv)
-    if args.verbose:
-        _show_cell_output()
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         overrides = _from_caller({key: parse_override(value) for key, value in args.param})
-        params = run(args.profile, overrides, fresh=args.fresh, only=args.only,
-                     log_output=args.verbose, given=dict(args.param))
+        with _cell_output_shown(args.verbose):
+            params = run(args.profile, overrides, fresh=args.fresh, only=args.only,
+                         log_output=args.verbose, given=dict(args.param))
     except (ValueError, yaml.YAMLError, FolderBusy) as err:
         print(f"run_all.sh: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

@@ -86,7 +86,7 @@ sklearn_agreement(grey, partner, bins=bins).round(3)
 
 # %%
 ax = sns.scatterplot(data=agreement, x="sklearn", y="imlib", hue="kind", hue_order=KINDS, s=18,
-                     palette=KIND_COLORS)
+                     palette=dict(KIND_COLORS))
 ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, zorder=0)
 ax.set(xlabel=f"scikit-learn NMI ({bins} bins, channel mean)", ylabel="imlib NMI",
        title=f"Every pair on the diagonal\n{source_line(params.training.dataset)}",
@@ -167,9 +167,9 @@ eps = eps_distribution(x, n_draws=4 * len(x), bins=bins, max_eps=max_eps, seed=0
                        config=DegradationConfig(kinds=params.training.degrade_kinds))
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
 sns.histplot(data=eps, x="eps", hue="kind", hue_order=KINDS, bins=30, binrange=(0, max_eps),
-             element="step", ax=axes[0], palette=KIND_COLORS, legend=False)
+             element="step", ax=axes[0], palette=dict(KIND_COLORS), legend=False)
 sns.scatterplot(data=eps, x="level", y="eps", hue="kind", hue_order=KINDS, s=8, ax=axes[1],
-                palette=KIND_COLORS)
+                palette=dict(KIND_COLORS))
 sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
 fig.suptitle(f"The eps IM trains with, {len(eps)} draws: {source_line(params.training.dataset)}")
 axes[0].set(title=f"eps = clamp(1 − NMI, 0, {max_eps}) per draw")
