@@ -309,7 +309,8 @@ def nmi_settings(params: StudyParams) -> dict[str, Any]:
     data = {"dataset": training.dataset}
     if training.dataset == "synthetic":
         data.update({name: getattr(training, name) for name in
-                     ("synthetic_per_class", "synthetic_test_per_class", "synthetic_classes")})
+                     ("synthetic_per_class", "synthetic_test_per_class", "synthetic_classes",
+                      "synthetic_cue")})
     return {**data, "images": params.nmi_pairs, "bins": training.nmi_bins,
             "max_eps": training.im_max_eps, "kinds": list(training.degrade_kinds), "seed": 0}
 

@@ -196,7 +196,7 @@ def validate(profile: str, overrides: dict[str, Any],
         return params
     if params.training.dataset == "synthetic":
         _check_synthetic_set(params)
-    else:
+    elif params.training.dataset == "cifar100":
         root = data_root(params.training.data_root)
         if not _cifar100_reachable(root):
             raise ValueError(

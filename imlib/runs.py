@@ -233,8 +233,12 @@ class RunFiles:
 
 
 def _config_mismatch(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The fields where ``saved`` differs from ``config`` and results change; a field a run of
+    an older version did not save holds its default (it did not exist, so it was not set)."""
     current = config.to_dict()
-    return sorted(k for k in current if k not in NEUTRAL_FIELDS and saved.get(k) != current[k])
+    defaults = TrainConfig().to_dict()
+    return sorted(k for k in current if k not in NEUTRAL_FIELDS
+                  and saved.get(k, defaults[k]) != current[k])
 
 
 def check_same_settings(folder: Path, saved: dict[str, Any], config: TrainConfig) -> None:

@@ -27,6 +27,7 @@ import yaml
 
 from imlib._checks import check_int, check_names
 from imlib.data import ImageData
+from imlib.datasets import dataset_classes
 from imlib.degradations import PAPER_EVAL, TRAIN, DegradationConfig
 from imlib.io import PROJECT_ROOT, project_path
 from imlib.launch import check_launcher
@@ -148,7 +149,7 @@ class StudyParams:
     @property
     def num_classes(self) -> int:
         """K of the profile's data set, known without loading it."""
-        return self.training.synthetic_classes if self.training.dataset == "synthetic" else 100
+        return dataset_classes(self.training.dataset, self.training.synthetic_classes)
 
     # --- the runs ---------------------------------------------------------------------------
 

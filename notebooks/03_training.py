@@ -65,6 +65,7 @@ with pd.option_context("display.max_colwidth", None):
 
 # %%
 from imlib.data import synthetic_cues
+from imlib.datasets import DATASET_CARDS, cue_separability
 from imlib.nmi_study import training_draws
 from imlib.information_plots import training_draws_figure
 from imlib.class_information import training_draws_summary
@@ -74,17 +75,36 @@ data = params.load_data()
 class_gallery(data)
 
 # %% [markdown]
-# **What defines a class.** CIFAR-100's classes are what its photographs show. The synthetic
-# set of the smoke profile is generated, and each of its classes is two cues, read here from
-# the generator itself (`imlib.data.synthetic_cues`): a coarse one, a soft edge from
-# `colour_a` to `colour_b` along `edge_direction_deg`, and a fine one, a grating at
-# `grating_orientation_deg` with a period of `grating_period_px` pixels. Every image jitters
-# both, carries a little of another class's cues, and gets random contrast, brightness, pixel
-# noise and a mirror, so neither cue alone separates the classes.
+# **Where the data comes from** (`imlib.datasets.DATASET_CARDS`): its source, images, split and
+# any scaling.
+
+# %%
+pd.Series(DATASET_CARDS[params.training.dataset], name=params.training.dataset).to_frame()
+
+# %% [markdown]
+# **What defines a class.** CIFAR-100's classes are what its photographs show, the digits'
+# what was written. The synthetic set is generated, and each of its classes is up to two cues,
+# read here from the generator itself (`imlib.data.synthetic_cues`): a coarse one, a soft edge
+# from `colour_a` to `colour_b` along `edge_direction_deg`, and a fine one, a grating at
+# `grating_orientation_deg` with a period of `grating_period_px` pixels; the profile's
+# `synthetic_cue` says which of them carry the class (`both`, or `coarse` or `fine` alone: the
+# other is then drawn from a random class). Every image jitters its cues, carries a little of
+# another class's, and gets random contrast, brightness, pixel noise and a mirror.
 
 # %%
 if params.training.dataset == "synthetic":
-    display(pd.DataFrame(synthetic_cues(data.num_classes)).set_index("class"))
+    display(pd.DataFrame(synthetic_cues(data.num_classes, params.training.synthetic_cue))
+            .set_index("class"))
+
+# %% [markdown]
+# How much each cue alone tells the classes apart, on any data set (`cue_separability`: the
+# test accuracy of a nearest-class-mean classifier on one feature of the images): the mean
+# colour, what heavy blur and mosaic leave; a coarse 8 × 8 colour layout; the fine structure
+# (the image's high-passed spectrum). Where the class lives decides what each degradation
+# removes of it, and so whether NMI, which counts pixels, under- or over-counts it.
+
+# %%
+pd.Series(cue_separability(data), name="accuracy").mul(100).round(1).to_frame("accuracy (%)")
 
 # %% [markdown]
 # **What training does to every image.** Before a model sees a training image, training crops
