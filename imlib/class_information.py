@@ -6,6 +6,7 @@ carry, and the prose read from those numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -16,7 +17,8 @@ from imlib.style import VARIANT_LABELS
 
 __all__ = ["nmi_floor", "NMI_ZERO", "nmi_floor_summary", "CLASS_INFORMATION_COLUMNS",
            "MISCOUNT_MARGIN", "ON_TARGET", "CLEAN_NMI", "class_information", "nmi_miscount",
-           "class_information_summary", "training_draws_summary", "claim_figure_reading"]
+           "class_information_summary", "training_draws_summary", "claim_figure_reading",
+           "READINGS", "readings_across", "lesson_across"]
 
 
 def nmi_floor(eps: pd.DataFrame, by_level: pd.DataFrame, max_eps: float = 0.9) -> pd.DataFrame:
@@ -353,3 +355,60 @@ def claim_figure_reading(sweeps: pd.DataFrame, draws: pd.DataFrame, *, num_class
         lines += ["", story]
     return "\n".join(lines)
 
+
+
+# --- the lesson across data sets (notebook 06, README) ------------------------------------------
+
+READINGS = ("under-counts", "over-counts")  # where NMI and class information part
+
+
+def readings_across(information: Mapping[str, pd.DataFrame],
+                    margin: float = MISCOUNT_MARGIN) -> pd.DataFrame:
+    """Where NMI under- and over-counts class information, per kind (rows) and data set
+    (columns), from each data set's :func:`class_information`: the degraded levels of each
+    reading ("under-counts at d 0.3–1; over-counts at d 0.9–1"), or "agrees within <margin>"
+    where it does neither."""
+    if not isinstance(information, Mapping) or not information:
+        raise ValueError("information must map each data set's name to its class_information")
+    columns = {}
+    for name, table in information.items():
+        read = nmi_miscount(table, margin)
+        degraded = read[read["level"] > 0]
+        cells = {}
+        for kind, rows in degraded.groupby("kind", sort=False):
+            levels = {r: rows.loc[rows["reading"] == r, "level"] for r in READINGS}
+            parts = [f"{r} at d {_level_ranges(levels[r], rows['level'])}"
+                     for r in READINGS if len(levels[r])]
+            cells[kind] = "; ".join(parts) or f"agrees within {margin:g}"
+        columns[name] = cells
+    return pd.DataFrame(columns).rename_axis("kind")
+
+
+def lesson_across(information: Mapping[str, pd.DataFrame],
+                  margin: float = MISCOUNT_MARGIN) -> str:
+    """:func:`readings_across` in words (Markdown), every word from the tables: per kind,
+    whether NMI under- or over-counts class information on every data set (a finding of the
+    estimator and the kind, whatever the images) or only on some (a finding of the data: where
+    its classes live)."""
+    names = list(information)
+    held: dict[str, dict[str, set[str]]] = {}
+    for name, table in information.items():
+        read = nmi_miscount(table, margin)
+        degraded = read[read["level"] > 0]
+        for kind, rows in degraded.groupby("kind", sort=False):
+            held.setdefault(kind, {})[name] = set(rows["reading"]) & set(READINGS)
+    lines = []
+    for kind, by_data in held.items():
+        for reading in READINGS:
+            having = [n for n in names if reading in by_data.get(n, set())]
+            if not having:
+                continue
+            where = ("on every data set here" if len(having) == len(names)
+                     else f"on {', '.join(having)} only (not on "
+                          f"{', '.join(n for n in names if n not in having)})")
+            lines.append(f"- `{kind}`: NMI {reading} class information {where}.")
+    if not lines:
+        return f"NMI agrees with class information within {margin:g} everywhere."
+    return ("Per kind, on the data sets compared (" + ", ".join(names) + "); a reading that "
+            "holds on every one is the estimator's and the kind's, one that holds on some "
+            "depends on where the data's classes live:\n\n" + "\n".join(lines))

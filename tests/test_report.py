@@ -298,3 +298,26 @@ def test_degradation_settings_effect_uses_the_runs_bins_and_both_sets_of_constan
     for settings, config in (("train", TRAIN), ("paper_eval", PAPER_EVAL)):
         expected = float(nmi(x, degrade(x, "blur", 0.5, config=config), bins=bins).mean())
         assert table.loc[("blur", 0.5), settings] == pytest.approx(expected, abs=1e-6)
+
+
+def test_readings_across_data_sets_say_which_hold_everywhere():
+    from imlib.class_information import class_information, lesson_across, readings_across
+
+    first = class_information(_known_information(), K_INFO)
+    # A second data set where blur loses the class as fast as its pixels: NMI agrees there.
+    second = first.copy()
+    blur = second["kind"] == "blur"
+    second.loc[blur, "class_information"] = second.loc[blur, "nmi"]
+    table = readings_across({"a": first, "b": second}, margin=0.2)
+    # _known_information: blur under-counts at d 0.5 and 1; diffusion under at 0.5, over at 1
+    assert table.loc["blur", "a"] == "under-counts at d 0.5–1"
+    assert table.loc["blur", "b"] == "agrees within 0.2"
+    assert table.loc["diffusion", "a"] == table.loc["diffusion", "b"] == (
+        "under-counts at d 0.5; over-counts at d 1")
+    lines = {line.split("`")[1] + " " + line.split("NMI ")[1].split(" ")[0]: line
+             for line in lesson_across({"a": first, "b": second}, margin=0.2).splitlines()
+             if line.startswith("- `")}
+    assert lines["blur under-counts"].endswith("on a only (not on b).")
+    assert lines["diffusion over-counts"].endswith("on every data set here.")
+    with pytest.raises(ValueError, match="information must map"):
+        readings_across({})
