@@ -22,6 +22,7 @@ LAYERS = (
      "metrics", "models", "data", "style"),
     ("runs",),  # what a run is: settings, files, completion, checkpoints
     ("train",),  # the engine
+    ("slurm",),  # asking SLURM: its settings, its cluster, its jobs
     ("launch",),  # where the runs train: this process, local processes, SLURM
     ("study", "results", "nmi_study", "evaluate", "corruptions"),  # the study and its results
     ("thumbnails", "report", "plots", "explorer"),  # what a reader sees
