@@ -18,10 +18,7 @@ running. On SLURM the job is ``Checkpointable``: preempted, or near its time lim
 requeued and continues from the run's last finished epoch. Each job's stdout and stderr are in
 ``<runs_dir>/jobs/`` (``<protocol>_<variant>_seed<k>.out`` and ``.err``, links to the files
 submitit names by job id), and the run's provenance records the launcher and its job ids.
-
-SLURM is asked politely: one ``sacct`` call per poll for every job of the study (``squeue``
-when accounting is unavailable), every ``poll_s`` seconds (default 30). The device is resolved
-where each job runs, so a GPU profile submits from a login node without a GPU.
+SLURM is asked through ``imlib.slurm``: one call per look at every job of the study.
 """
 
 from __future__ import annotations
@@ -321,7 +318,6 @@ def submit(params: StudyParams, runs: Sequence[StudyRun] | None = None) -> list[
 def _job_text(row: pd.Series) -> str:
     return f"{row.launcher} job {row.job_id}"
 
-
 def _state_text(row: pd.Series) -> str:
     reason = f" ({row.reason})" if row.state == "pending" and row.reason not in (None, "") \
         else ""
@@ -397,11 +393,14 @@ def _wait_unlocked(folder: Path, limit_s: float = 300.0) -> None:
             time.sleep(1.0)
 
 
-def _failure(params: StudyParams, run: StudyRun, row: pd.Series) -> str:
+def _failure(params: StudyParams, run: StudyRun, row: pd.Series) -> str | None:
     """One line on a job that ended before its run: which, its SLURM state, the epoch its run
-    folder reached (read once the job let go of it), the log line that says why, its log."""
+    folder reached (read once the job let go of it), the log line that says why, its log;
+    None when the run was complete by then (a cancelled job trains on during SLURM's grace)."""
     if row.launcher == "slurm":
         _wait_unlocked(run.dir)
+        if _finished(run):
+            return None
     epoch = len(read_history(RunFiles(run.dir).history))
     state = f" {row.slurm_state}" if row.launcher == "slurm" else ""
     if row.slurm_state == "UNKNOWN":
@@ -421,17 +420,12 @@ def _never_starts(params: StudyParams, name: str, row: pd.Series) -> str | None:
             f"run notebook 03 again ({_rerun(params)})")
 
 
-def _rerun(params: StudyParams, options: str | None = None) -> str:
+def _rerun(params: StudyParams, overrides: dict[str, Any] | None = None) -> str:
+    """The command that runs notebook 03 again, with the overrides as ``-p key value``."""
+    options = " ".join(f"-p {key} {shlex.quote(v if isinstance(v, str) else json.dumps(v))}"
+                       for key, v in (overrides or {}).items())
     return f"./run_all.sh --profile {params.profile} --only 03_training " + (
         options or "with the same -p options")
-
-
-def _options_text(overrides: dict[str, Any] | None) -> str | None:
-    """``-p key value`` for each override, as run_all.sh reads them."""
-    if not overrides:
-        return None
-    return " ".join(f"-p {key} {shlex.quote(v if isinstance(v, str) else json.dumps(v))}"
-                    for key, v in overrides.items())
 
 
 def follow(params: StudyParams, poll_s: float | None = None, progress_s: float = PROGRESS_S,
@@ -455,7 +449,11 @@ def follow(params: StudyParams, poll_s: float | None = None, progress_s: float =
             for run in runs:
                 row = table.loc[run.name]
                 if run.name in followed and row.state == "waiting" and run.name not in failed:
-                    failed[run.name] = _failure(params, run, row)
+                    failure = _failure(params, run, row)
+                    if failure is None:
+                        table.loc[run.name, ["state", "epoch"]] = ["done", row.epochs]
+                        continue
+                    failed[run.name] = failure
                 stuck = _never_starts(params, run.name, row)
                 if stuck:
                     raise RuntimeError(stuck)
@@ -480,7 +478,7 @@ def follow(params: StudyParams, poll_s: float | None = None, progress_s: float =
     if failed:
         raise RuntimeError(
             f"{len(failed)} job(s) failed:\n" + "\n".join(failed.values()) + "\nRun this "
-            f"notebook again ({_rerun(params, _options_text(overrides))}) to resubmit them: "
+            f"notebook again ({_rerun(params, overrides)}) to resubmit them: "
             "each resumes from its last finished epoch")
     return table
 

@@ -158,13 +158,18 @@ def _array_ids(job_id: str) -> list[str]:
 
 
 def _parse_jobs(text: str) -> dict[str, tuple[str, str]]:
-    """``JobID|State|Reason`` lines into {job id: (state, reason)}."""
-    jobs = {}
+    """``JobID|State|Reason`` lines into {job id: (state, reason)}. A line of one array
+    element wins over a line of a range (sacct keeps listing an element that started in the
+    range of the still pending ones)."""
+    jobs: dict[str, tuple[str, str]] = {}
+    ranges: dict[str, tuple[str, str]] = {}
     for line in text.strip().splitlines():
         job_id, state, reason = (line.split("|") + ["", ""])[:3]
-        for one in _array_ids(job_id.strip()):
-            jobs[one] = (state.split()[0] if state.strip() else "UNKNOWN", reason.strip())
-    return jobs
+        ids = _array_ids(job_id.strip())
+        for one in ids:
+            (ranges if len(ids) > 1 or "[" in job_id else jobs)[one] = (
+                state.split()[0] if state.strip() else "UNKNOWN", reason.strip())
+    return ranges | jobs
 
 
 def job_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -1,0 +1,136 @@
+"""imlib.launch against a real one-node SLURM (scripts/slurm_cluster.sh): a study's runs as
+one job array whose weights equal inline training bit for bit (the same thread count in the
+jobs and here: one), re-attached after an interrupt without a second submission, polled with
+one sacct call per look, a requeued job resuming with every epoch once, a cancelled job named
+with its SLURM state, and what SLURM refuses named before anything is left behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from imlib import launch
+from imlib.io import read_jsonl
+from imlib.slurm import check_cluster
+from imlib.train import train
+from tests.test_launch import TINY, assert_same_weights, study, wait_for, without_time
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Jobs and inline training on one thread each: bit for bit needs the same count."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs inherit it (sbatch exports all)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def slurm_study(tmp_path, **fields):
+    settings = {"time": 10, "cpus_per_task": 1, "poll_s": 0.5, **fields.pop("slurm", {})}
+    return study(tmp_path, launcher="slurm", jobs=None, slurm=settings, **fields)
+
+
+def arrays() -> set[str]:
+    """The SLURM job arrays of the last hours, from accounting (not from imlib)."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-6hours"],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split("_")[0] for line in out.split()}
+
+
+def test_an_array_equals_inline_is_reattached_and_polled_politely(tmp_path, slurm_calls,
+                                                                    monkeypatch, capsys):
+    params = slurm_study(tmp_path / "jobs")
+    before = arrays()
+    sleeps = []
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    # launch's clock only (time.sleep itself stays as it is for everything else)
+    monkeypatch.setattr(launch, "time", SimpleNamespace(sleep=interrupt, monotonic=time.monotonic))
+    with pytest.raises(KeyboardInterrupt):
+        launch.train_runs(params)  # submits, then is interrupted: the jobs keep running
+    assert "submitted as slurm job" in capsys.readouterr().out
+    wait_for(lambda: arrays() - before, "the array in SLURM's accounting")
+    (array,) = arrays() - before
+
+    def counted(seconds):
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    launch.time.sleep = counted
+    slurm_calls.write_text("")
+    launch.train_runs(params)  # re-attaches: nothing submitted twice
+    out = capsys.readouterr().out
+    assert out.count("re-attached to slurm job") == 2 and "submitted" not in out
+    calls = slurm_calls.read_text().splitlines()
+    assert arrays() - before == {array}
+    # one sacct a look for the whole array (and train_runs's own look), and one squeue only
+    # while accounting does not know a job yet
+    looks = len(sleeps) + 2
+    assert 0 < sum(c.startswith("sacct") for c in calls) <= looks
+    assert sum(c.startswith("squeue") for c in calls) <= looks
+    assert all(f"-j {array}" in c for c in calls if c.startswith("sacct"))
+
+    inline = replace(params, runs_dir=str(tmp_path / "inline"), launcher="inline", slurm=None)
+    launch.train_runs(inline)
+    for job_run, inline_run in zip(params.runs(), inline.runs(), strict=True):
+        for name in ("best.pt", "last.pt"):
+            assert_same_weights(job_run.dir / name, inline_run.dir / name)
+        provenance = json.loads((job_run.dir / "result.json").read_text())["provenance"]
+        assert provenance["launcher"] == "slurm"
+        assert provenance["job_ids"] == [provenance["job_id"]]
+        assert provenance["job_id"].split("_")[0] == array
+
+
+def test_a_requeued_job_resumes_and_a_cancelled_one_is_named(tmp_path):
+    params = slurm_study(tmp_path, variants=("ls", "im"), training=replace(TINY, epochs=40))
+    cancelled, requeued = params.runs()
+    launch.submit(params)
+    for run in params.runs():
+        history = run.dir / "history.jsonl"
+        wait_for(lambda h=history: h.exists() and read_jsonl(h), f"{run.name}'s first epoch")
+    job = {run.name: json.loads((run.dir / "job.json").read_text())["job_id"]
+           for run in params.runs()}
+    subprocess.run(["scontrol", "requeue", job[requeued.name]], check=True)
+    subprocess.run(["scancel", job[cancelled.name]], check=True)
+
+    with pytest.raises(RuntimeError) as failed:
+        launch.follow(params, poll_s=0.5)
+    message = str(failed.value)
+    reached = len(read_jsonl(cancelled.dir / "history.jsonl"))  # now that the job has ended
+    assert 1 <= reached < 40 and not (cancelled.dir / "result.json").exists()
+    assert f"{cancelled.name}: slurm job {job[cancelled.name]} ended CANCELLED at epoch " \
+           f"{reached} of 40" in message
+    assert " CANCELLED AT " in message  # SLURM's own line, not submitit's "Bypassing signal"
+    assert "./run_all.sh --profile smoke --only 03_training" in message
+
+    history = read_jsonl(requeued.dir / "history.jsonl")
+    assert [record["epoch"] for record in history] == list(range(1, 41))
+    straight = train(replace(requeued.config, out_dir=str(tmp_path / "straight")))
+    assert without_time(history) == without_time(straight.history)
+    assert_same_weights(requeued.dir / "best.pt", straight.best_checkpoint)
+
+
+def test_what_slurm_refuses_is_named_before_anything_is_left(tmp_path):
+    wrong = slurm_study(tmp_path / "partition", slurm={"partition": "nosuch"})
+    with pytest.raises(RuntimeError, match=r"no partition 'nosuch' \(sinfo knows \['debug\*'\]"):
+        check_cluster(wrong)
+
+    gpus = slurm_study(tmp_path / "gpus", slurm={"gpus_per_node": 1})
+    with pytest.raises(RuntimeError, match="no GPUs to give: use -p slurm with gpus_per_node: 0"):
+        launch.submit(gpus)
+    assert [p.name for p in launch.jobs_dir(gpus).iterdir()] == []  # no orphaned pickles
+
+    stuck = slurm_study(tmp_path / "stuck", slurm={"cpus_per_task": 64})
+    with pytest.raises(RuntimeError, match=r"can never start \(pending, PartitionConfig") as err:
+        launch.follow(stuck, poll_s=0.5)
+    array = str(err.value).split("scancel ")[1].split(")")[0]
+    subprocess.run(["scancel", array], check=True)
