@@ -94,13 +94,12 @@ def test_a_requeued_job_resumes_and_a_cancelled_one_is_named(tmp_path):
     params = slurm_study(tmp_path, variants=("ls", "im"), training=replace(TINY, epochs=40))
     cancelled, requeued = params.runs()
     launch.submit(params)
-    for run in params.runs():
-        history = run.dir / "history.jsonl"
-        wait_for(lambda h=history: h.exists() and read_jsonl(h), f"{run.name}'s first epoch")
     job = {run.name: json.loads((run.dir / "job.json").read_text())["job_id"]
            for run in params.runs()}
-    subprocess.run(["scontrol", "requeue", job[requeued.name]], check=True)
-    subprocess.run(["scancel", job[cancelled.name]], check=True)
+    for run, command in ((cancelled, ["scancel"]), (requeued, ["scontrol", "requeue"])):
+        history = run.dir / "history.jsonl"
+        wait_for(lambda h=history: h.exists() and read_jsonl(h), f"{run.name}'s first epoch")
+        subprocess.run([*command, job[run.name]], check=True)
 
     with pytest.raises(RuntimeError) as failed:
         launch.follow(params, poll_s=0.5)
