@@ -5,8 +5,7 @@ launching, no scheduler of our own):
 
 - ``inline`` (the default): one run after another, here;
 - ``local``: one process per run on this machine (submitit's local executor), ``params.jobs``
-  at once (default: one per GPU, or one without GPUs), each on a GPU of its own when there are
-  GPUs;
+  at once (default: one per GPU, or one without GPUs), each on a GPU of its own if any;
 - ``slurm``: one SLURM job array (``map_array``), ``params.jobs`` at once (default: all), with the
   ``params.slurm`` settings (submitit's SlurmExecutor parameters: ``time``, ``partition``...).
 
@@ -43,7 +42,7 @@ from imlib.io import FolderBusy, atomic_write_text, exclusive_lock, project_path
 from imlib.progress import quiet
 from imlib.runs import IncompleteRunError, RunFiles, TrainConfig, completed_run, read_history
 from imlib.slurm import (NEVER_STARTS, PENDING, RUNNING, SLURM_SETTINGS, check_cluster,
-                         executor_parameters, job_states)
+                         executor_parameters, job_states, stop_when_slurm_ends)
 from imlib.train import train
 
 if TYPE_CHECKING:
@@ -99,10 +98,12 @@ class TrainJob(submitit.helpers.Checkpointable):
     When SLURM preempts the job or its time limit nears, submitit calls the inherited
     ``checkpoint(config)``, which returns ``DelayedSubmission(self, config)``: the same run,
     requeued, which resumes from its last finished epoch (the epoch in progress is lost).
-    """
+    Cancelled or requeued by SLURM, it stops at once (``stop_when_slurm_ends``)."""
 
     def __call__(self, config: TrainConfig) -> None:
         environment = submitit.JobEnvironment()
+        if environment.cluster == "slurm":
+            stop_when_slurm_ends(environment.job_id)
         record = _read_record(RunFiles(config.out_dir).job) or {}
         with exclusive_lock(config.out_dir):
             train(config, job={"launcher": environment.cluster, "job_id": environment.job_id,
@@ -318,6 +319,7 @@ def submit(params: StudyParams, runs: Sequence[StudyRun] | None = None) -> list[
 def _job_text(row: pd.Series) -> str:
     return f"{row.launcher} job {row.job_id}"
 
+
 def _state_text(row: pd.Series) -> str:
     reason = f" ({row.reason})" if row.state == "pending" and row.reason not in (None, "") \
         else ""
@@ -382,8 +384,7 @@ def _log_line(err: Path) -> str:
 
 
 def _wait_unlocked(folder: Path, limit_s: float = 300.0) -> None:
-    """Wait until no process holds the run folder's lock: a cancelled SLURM job trains on
-    during the kill grace, after SLURM already names its state."""
+    """Wait until no process holds the run folder's lock (SLURM names a job ended first)."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         try:
@@ -396,7 +397,7 @@ def _wait_unlocked(folder: Path, limit_s: float = 300.0) -> None:
 def _failure(params: StudyParams, run: StudyRun, row: pd.Series) -> str | None:
     """One line on a job that ended before its run: which, its SLURM state, the epoch its run
     folder reached (read once the job let go of it), the log line that says why, its log;
-    None when the run was complete by then (a cancelled job trains on during SLURM's grace)."""
+    None when the run was complete by then (a job cancelled as it finished)."""
     if row.launcher == "slurm":
         _wait_unlocked(run.dir)
         if _finished(run):

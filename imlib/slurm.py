@@ -1,5 +1,6 @@
 """Asking SLURM: the settings a profile's ``slurm`` mapping takes, the checks of a cluster
-before anything is submitted, and the state of a study's jobs from one call for them all.
+before anything is submitted, the state of a study's jobs from one call for them all, and, in
+a job, whether SLURM is ending it (to stop at its SIGTERM).
 
 ``imlib.launch`` submits and follows the jobs; this module only asks. Every call to SLURM is a
 single command (``sinfo``, ``sacctmgr``, ``sacct``, ``squeue``) that never raises for its exit
@@ -11,6 +12,7 @@ from __future__ import annotations
 import getpass
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +22,8 @@ if TYPE_CHECKING:
     from imlib.study import StudyParams
 
 __all__ = ["SLURM_SETTINGS", "MIN_TIME_MIN", "PENDING", "RUNNING", "NEVER_STARTS",
-           "signal_delay_s", "executor_parameters", "check_cluster", "job_states"]
+           "signal_delay_s", "executor_parameters", "check_cluster", "job_states", "ending",
+           "stop_when_slurm_ends"]
 
 MIN_TIME_MIN = 2  # shorter SLURM limits leave no time to train an epoch between two requeues
 
@@ -192,3 +195,35 @@ def job_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         jobs |= {job_id: queued.get(job_id, ("UNKNOWN", "")) for job_id in job_ids
                  if job_id not in jobs}
     return jobs
+
+
+def ending(job_id: str) -> bool:
+    """Whether SLURM is ending the job, asked of slurmctld (``squeue``; accounting may lag): a
+    cancelled, requeued or timed-out job is ``COMPLETING`` from the moment SLURM sends it
+    SIGTERM; a job only signalled (``scancel --signal``, a preemption's grace time) still runs.
+    False when squeue fails."""
+    answer = _command("squeue", "-h", "-j", job_id, "-o", "%T")
+    return answer.returncode == 0 and answer.stdout.strip() not in RUNNING - {"COMPLETING"}
+
+
+def stop_when_slurm_ends(job_id: str) -> None:
+    """In SLURM job ``job_id``: stop at SIGTERM when SLURM is ending the job (``ending``).
+
+    SLURM sends SIGTERM when it ends a job (``scancel``, ``scontrol requeue``, the time limit)
+    and SIGKILL ``KillWait`` seconds later. submitit ignores SIGTERM, so a cancelled job would
+    train on through that grace, past the moment SLURM names it ended, and change its run
+    folder after the launcher read it. Stopped at once, the run keeps its last finished epoch,
+    from which a requeued or resubmitted job resumes (the epoch in progress is lost, as it
+    would be at SIGKILL). A SIGTERM while SLURM still runs the job goes to the handler it had
+    (submitit's: it logs the signal and trains on, so that submitit's requeue signal finds the
+    job)."""
+    before = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if ending(job_id):
+            raise SystemExit(f"imlib: SLURM is ending job {job_id} (SIGTERM): stopped, its run "
+                             "kept at its last finished epoch")
+        if callable(before):
+            before(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

@@ -6,7 +6,8 @@
 #   scripts/slurm_cluster.sh start    install what is missing (root, apt), write the configs,
 #                                     start the daemons, wait until the node is idle and sacct
 #                                     answers; a fresh cluster (no old jobs) unless it is up
-#   scripts/slurm_cluster.sh stop     stop exactly the daemons `start` started (by pid)
+#   scripts/slurm_cluster.sh stop     cancel the cluster's jobs, then stop exactly the daemons
+#                                     `start` started (by pid)
 #   scripts/slurm_cluster.sh status   say whether it is up (exit 0) or not (exit 1)
 #
 # Exit 3: this machine cannot have the cluster (not root, not Debian, or apt failed); the line
@@ -83,6 +84,8 @@ SlurmctldHost=$node(127.0.0.1)
 SlurmUser=slurm
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job waits cred_expire + 1 s before it may start again (default 120 s)
+AuthInfo=cred_expire=10
 CryptoType=crypto/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
@@ -103,12 +106,15 @@ SlurmdLogFile=$STATE/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 SchedulerType=sched/backfill
+# Look at the queue every 1-2 s, not every 30-60 s: a requeued job starts once eligible
+SchedulerParameters=sched_interval=2,bf_interval=1
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
-KillWait=10
+# SIGTERM to SIGKILL, SLURM's default: a cancelled job must stop at SIGTERM, not here
+KillWait=30
 MinJobAge=300
 InactiveLimit=0
 Waittime=0
@@ -175,6 +181,10 @@ EOF
 
 stop() {
     local stopped=()
+    if alive slurmctld && [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
+        scancel --user "$(id -un)" || true  # its jobs: none outlives it (slurmstepd would)
+        for ((t = 0; t < 80; t++)); do [[ -z $(squeue -h -o %i) ]] && break; sleep 0.5; done
+    fi
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
         local daemon=${DAEMONS[i]}
         if alive "$daemon"; then

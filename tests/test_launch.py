@@ -7,60 +7,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import submitit
-import torch
 
 from imlib import launch, slurm
 from imlib.io import LOCK_NAME, exclusive_lock, read_jsonl
-from imlib.runs import TrainConfig
-from imlib.study import StudyParams, load_params
+from imlib.study import load_params
 from imlib.train import train
-
-# Small enough for seconds per run on two cores (as tests/test_train.py's TINY).
-TINY = TrainConfig(dataset="synthetic", synthetic_per_class=60, synthetic_classes=4,
-                   synthetic_test_per_class=10, model="small_cnn", epochs=2, batch_size=64,
-                   device="cpu", holdout_fraction=0.2)
-
-
-def study(tmp_path: Path, variants=("baseline", "im"), **fields) -> StudyParams:
-    """A one-protocol, one-seed study of tiny runs in ``tmp_path``, trained as local jobs."""
-    values = dict(profile="smoke", training=TINY, variants=variants, seeds=(0,),
-                  runs_dir=str(tmp_path / "runs"), figures_dir=str(tmp_path / "figures"),
-                  launcher="local", jobs=2)
-    return StudyParams(**{**values, **fields})
-
-
-def state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False)["model"]
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    sa, sb = state(a), state(b)
-    assert sa.keys() == sb.keys()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def without_time(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
-
-
-def job_of(run) -> dict:
-    return json.loads((run.dir / "job.json").read_text())
-
-
-def wait_for(condition, what: str, limit_s: float = 300.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` if it never does."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.02)
-
+from launch_helpers import TINY, assert_same_weights, job_of, study, wait_for, without_time
 
 # --- settings -----------------------------------------------------------------------------
 
@@ -243,3 +201,30 @@ def test_checkpoint_resubmits_the_same_run():
     delayed = job.checkpoint(config)
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert delayed.function is job and delayed.args == (config,) and delayed.kwargs == {}
+
+
+@pytest.mark.parametrize("squeue, stops", [
+    ("echo COMPLETING", True),  # cancelled, requeued or out of time: SLURM is ending it
+    ("echo RUNNING", False),  # a signal alone (scancel --signal, before a preemption)
+    ("echo 'slurm_load_jobs error' >&2; exit 1", False),  # SLURM does not answer
+])
+def test_a_slurm_job_stops_at_sigterm_only_when_slurm_ends_it(tmp_path, monkeypatch, squeue,
+                                                              stops):
+    """In a SLURM job, SIGTERM stops training when squeue says the job is ending; otherwise
+    the handler it had (submitit's, which logs the signal and trains on) gets it."""
+    (tmp_path / "squeue").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/asked\n{squeue}\n")
+    (tmp_path / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    before = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: before.append(signum))
+    try:
+        slurm.stop_when_slurm_ends("12_3")
+        if stops:
+            with pytest.raises(SystemExit, match="SLURM is ending job 12_3"):
+                signal.raise_signal(signal.SIGTERM)
+        else:
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert before == ([] if stops else [signal.SIGTERM])
+    assert "12_3" in (tmp_path / "asked").read_text().split()  # asked about its own job

@@ -17,9 +17,10 @@ import torch
 
 from imlib import launch
 from imlib.io import read_jsonl
+from imlib.runs import read_history
 from imlib.slurm import check_cluster
 from imlib.train import train
-from tests.test_launch import TINY, assert_same_weights, study, wait_for, without_time
+from launch_helpers import TINY, assert_same_weights, job_of, study, wait_for, without_time
 
 
 @pytest.fixture(autouse=True)
@@ -90,19 +91,30 @@ def test_an_array_equals_inline_is_reattached_and_polled_politely(tmp_path, slur
         assert provenance["job_id"].split("_")[0] == array
 
 
-def test_a_requeued_job_resumes_and_a_cancelled_one_is_named(tmp_path):
+def test_a_requeued_job_resumes_and_a_cancelled_one_is_named(tmp_path, monkeypatch):
+    """While follow() watches: one job cancelled, the other requeued, each once its run has
+    an epoch. The cancelled job stops at SLURM's SIGTERM (KillWait, 30 s here, would let it
+    finish its run) and is named with the epoch its run folder kept."""
     params = slurm_study(tmp_path, variants=("ls", "im"), training=replace(TINY, epochs=40))
     cancelled, requeued = params.runs()
     launch.submit(params)
-    job = {run.name: json.loads((run.dir / "job.json").read_text())["job_id"]
-           for run in params.runs()}
-    for run, command in ((cancelled, ["scancel"]), (requeued, ["scontrol", "requeue"])):
-        history = run.dir / "history.jsonl"
-        wait_for(lambda h=history: h.exists() and read_jsonl(h), f"{run.name}'s first epoch")
-        subprocess.run([*command, job[run.name]], check=True)
+    job = {run.name: job_of(run)["job_id"] for run in params.runs()}
+    to_do = {cancelled.name: ["scancel"], requeued.name: ["scontrol", "requeue"]}
 
+    def act_while_waiting(seconds):
+        """follow()'s sleep: cancel or requeue each job as soon as its run has an epoch."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for run in (cancelled, requeued):
+                if run.name in to_do and read_history(run.dir / "history.jsonl"):
+                    subprocess.run([*to_do.pop(run.name), job[run.name]], check=True)
+            time.sleep(0.02)
+
+    monkeypatch.setattr(launch, "time",
+                        SimpleNamespace(sleep=act_while_waiting, monotonic=time.monotonic))
     with pytest.raises(RuntimeError) as failed:
         launch.follow(params, poll_s=0.5)
+    assert not to_do
     message = str(failed.value)
     reached = len(read_jsonl(cancelled.dir / "history.jsonl"))  # now that the job has ended
     assert 1 <= reached < 40 and not (cancelled.dir / "result.json").exists()
@@ -110,9 +122,13 @@ def test_a_requeued_job_resumes_and_a_cancelled_one_is_named(tmp_path):
            f"{reached} of 40" in message
     assert " CANCELLED AT " in message  # SLURM's own line, not submitit's "Bypassing signal"
     assert "./run_all.sh --profile smoke --only 03_training" in message
+    log = launch.jobs_dir(params) / "paper_ls_seed0.err"
+    assert f"SLURM is ending job {job[cancelled.name]} (SIGTERM): stopped" in log.read_text()
 
     history = read_jsonl(requeued.dir / "history.jsonl")
     assert [record["epoch"] for record in history] == list(range(1, 41))
+    provenance = json.loads((requeued.dir / "result.json").read_text())["provenance"]
+    assert provenance["job_ids"] == [job[requeued.name]]  # requeued, it keeps its job id
     straight = train(replace(requeued.config, out_dir=str(tmp_path / "straight")))
     assert without_time(history) == without_time(straight.history)
     assert_same_weights(requeued.dir / "best.pt", straight.best_checkpoint)
