@@ -311,7 +311,7 @@ print(f"mean loss on this batch (evaluation mode): {before:.4f} before the step,
 # are reused as they are (their provenance kept); the line below says which code trained them.
 
 # %%
-train_runs(params)
+train_runs(params, overrides=overrides)  # overrides: the exact resubmit command
 Markdown(provenance_note(run_provenance(params.runs()), provenance()))
 
 # %% [markdown]

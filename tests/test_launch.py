@@ -7,60 +7,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import submitit
-import torch
 
-from imlib import launch
+from imlib import launch, slurm
 from imlib.io import LOCK_NAME, exclusive_lock, read_jsonl
-from imlib.runs import TrainConfig
-from imlib.study import StudyParams, load_params
+from imlib.study import load_params
 from imlib.train import train
-
-# Small enough for seconds per run on two cores (as tests/test_train.py's TINY).
-TINY = TrainConfig(dataset="synthetic", synthetic_per_class=60, synthetic_classes=4,
-                   synthetic_test_per_class=10, model="small_cnn", epochs=2, batch_size=64,
-                   device="cpu", holdout_fraction=0.2)
-
-
-def study(tmp_path: Path, variants=("baseline", "im"), **fields) -> StudyParams:
-    """A one-protocol, one-seed study of tiny runs in ``tmp_path``, trained as local jobs."""
-    values = dict(profile="smoke", training=TINY, variants=variants, seeds=(0,),
-                  runs_dir=str(tmp_path / "runs"), figures_dir=str(tmp_path / "figures"),
-                  launcher="local", jobs=2)
-    return StudyParams(**{**values, **fields})
-
-
-def state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=False)["model"]
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    sa, sb = state(a), state(b)
-    assert sa.keys() == sb.keys()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def without_time(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
-
-
-def job_of(run) -> dict:
-    return json.loads((run.dir / "job.json").read_text())
-
-
-def wait_for(condition, what: str, limit_s: float = 300.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` if it never does."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.02)
-
+from launch_helpers import TINY, assert_same_weights, job_of, study, wait_for, without_time
 
 # --- settings -----------------------------------------------------------------------------
 
@@ -74,6 +32,9 @@ def wait_for(condition, what: str, limit_s: float = 300.0) -> None:
     ({"launcher": "slurm", "slurm": {"time": "4h"}}, "slurm time must be"),
     ({"launcher": "slurm", "slurm": {"time": 60, "setup": "module load cuda"}},
      "slurm setup must be a list"),
+    ({"launcher": "slurm", "slurm": {"time": 1}}, "slurm time must be .* >= 2"),
+    ({"launcher": "slurm", "slurm": {"time": 2, "signal_delay_s": 90}}, "at most half"),
+    ({"slurm": {"time": 60}}, "add -p launcher slurm"),
 ])
 def test_bad_launcher_settings_are_refused_by_name(overrides, message):
     """Through -p, as run_all.sh reads them: before any notebook runs, so before any job."""
@@ -177,20 +138,11 @@ class FakeSlurmExecutor:
                 for i in ids]
 
 
-class FakeSlurmJob:
-    """A SLURM job that is still queued or running."""
-
-    def __init__(self, folder, job_id):
-        pass
-
-    def done(self):
-        return False
-
-
 def test_slurm_submits_one_array_of_the_runs_not_complete(tmp_path, monkeypatch):
     monkeypatch.setattr(submitit, "SlurmExecutor", FakeSlurmExecutor)
-    monkeypatch.setattr(submitit, "SlurmJob", FakeSlurmJob)
-    monkeypatch.setattr(launch.shutil, "which", lambda name: f"/usr/bin/{name}")
+    # every job still queued; the cluster's checks and queue are the cluster tests' (tests/cluster)
+    monkeypatch.setattr(launch, "job_states", lambda ids: dict.fromkeys(ids, ("PENDING", "")))
+    monkeypatch.setattr(launch, "check_cluster", lambda params: None)
     FakeSlurmExecutor.made = []
     settings = {"time": 90, "partition": "gpu", "mem": "32G", "cpus_per_task": 8,
                 "setup": ["module load cuda"], "additional_parameters": {"mail-type": "END"}}
@@ -202,27 +154,39 @@ def test_slurm_submits_one_array_of_the_runs_not_complete(tmp_path, monkeypatch)
     submitted = launch.submit(params)
     (executor,) = FakeSlurmExecutor.made
     assert executor.folder == tmp_path / "runs" / "jobs"
-    assert executor.parameters == {"job_name": "imlib-smoke", "gpus_per_node": 0,
-                                   "array_parallelism": 2, **settings}
+    # device cpu: no GPU asked for; the requeue signal 20 % of the 90 min limit, at most 90 s
+    assert executor.parameters == {"job_name": "imlib-smoke", "array_parallelism": 2,
+                                   "signal_delay_s": 90, **settings}
     ((fn, configs),) = executor.arrays
     assert isinstance(fn, launch.TrainJob) and isinstance(fn, submitit.helpers.Checkpointable)
     assert configs == [run.config for run in rest] == [run.config for run in submitted]
     assert [job_of(run) for run in rest] == [
-        {"launcher": "slurm", "job_id": f"4242_{i}", "slot": None} for i in range(2)]
+        {"launcher": "slurm", "job_id": f"4242_{i}", "job_ids": [f"4242_{i}"], "slot": None}
+        for i in range(2)]
 
     assert launch.submit(params) == []  # the array is still queued: nothing new
     assert len(executor.arrays) == 1
 
-    gpu = study(tmp_path / "gpu", launcher="slurm", jobs=3, slurm={"time": 90},
+    # what one node without GPUs cannot show: GPU jobs, asked for from a login node
+    gpu = study(tmp_path / "gpu", launcher="slurm", jobs=3, slurm={"time": 5},
                 training=replace(TINY, device="cuda:1"))
     launch.submit(gpu)
     assert FakeSlurmExecutor.made[-1].parameters == {
-        "job_name": "imlib-smoke", "gpus_per_node": 1, "array_parallelism": 3, "time": 90}
+        "job_name": "imlib-smoke", "gpus_per_node": 1, "array_parallelism": 3, "time": 5,
+        "signal_delay_s": 60}
     assert {c.device for c in FakeSlurmExecutor.made[-1].arrays[0][1]} == {"cuda"}
+    # auto is resolved where the job runs: no GPU unless the profile asks for one
+    for asked, gpus in (({"time": 2}, None), ({"time": 2, "gpus_per_node": 1}, 1)):
+        auto = study(tmp_path / f"auto{gpus}", launcher="slurm", slurm=asked,
+                     training=replace(TINY, device="auto"))
+        launch.submit(auto)
+        assert FakeSlurmExecutor.made[-1].parameters.get("gpus_per_node") == gpus
+        assert FakeSlurmExecutor.made[-1].parameters["signal_delay_s"] == 24
+        assert {c.device for c in FakeSlurmExecutor.made[-1].arrays[0][1]} == {"auto"}
 
 
 def test_slurm_without_sbatch_is_refused_before_submitting(tmp_path, monkeypatch):
-    monkeypatch.setattr(launch.shutil, "which", lambda name: None)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
     params = study(tmp_path, launcher="slurm", slurm={"time": 60})
     with pytest.raises(RuntimeError, match="sbatch"):
         launch.submit(params)
@@ -237,3 +201,30 @@ def test_checkpoint_resubmits_the_same_run():
     delayed = job.checkpoint(config)
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert delayed.function is job and delayed.args == (config,) and delayed.kwargs == {}
+
+
+@pytest.mark.parametrize("squeue, stops", [
+    ("echo COMPLETING", True),  # cancelled, requeued or out of time: SLURM is ending it
+    ("echo RUNNING", False),  # a signal alone (scancel --signal, before a preemption)
+    ("echo 'slurm_load_jobs error' >&2; exit 1", False),  # SLURM does not answer
+])
+def test_a_slurm_job_stops_at_sigterm_only_when_slurm_ends_it(tmp_path, monkeypatch, squeue,
+                                                              stops):
+    """In a SLURM job, SIGTERM stops training when squeue says the job is ending; otherwise
+    the handler it had (submitit's, which logs the signal and trains on) gets it."""
+    (tmp_path / "squeue").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/asked\n{squeue}\n")
+    (tmp_path / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    before = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: before.append(signum))
+    try:
+        slurm.stop_when_slurm_ends("12_3")
+        if stops:
+            with pytest.raises(SystemExit, match="SLURM is ending job 12_3"):
+                signal.raise_signal(signal.SIGTERM)
+        else:
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert before == ([] if stops else [signal.SIGTERM])
+    assert "12_3" in (tmp_path / "asked").read_text().split()  # asked about its own job

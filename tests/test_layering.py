@@ -22,6 +22,7 @@ LAYERS = (
      "labels", "variants", "metrics", "calibration", "models", "data", "datasets", "style"),
     ("runs",),  # what a run is: settings, files, completion, checkpoints
     ("train",),  # the engine
+    ("slurm",),  # asking SLURM: its settings, its cluster, its jobs
     ("launch",),  # where the runs train: this process, local processes, SLURM
     # the study and its results
     ("study", "results", "nmi_study", "evaluate", "corruptions", "study_evaluation"),
