@@ -36,6 +36,7 @@ from imlib.outputs import (RUN_WRITER, WRITERS, check_output_folders, check_owne
                            executed_dir, fresh_plan, outputs, remove_outputs, report_removed,
                            shown, written)
 from imlib.runs import resolve_device
+from imlib.slurm import check_cluster
 from imlib.study import (PATH_FIELDS, TRAINING_FIELDS, StudyParams, load_params,
                          parse_override, profiles)
 
@@ -187,6 +188,11 @@ def validate(profile: str, overrides: dict[str, Any],
     _check_name_lengths(params)
     check_kernel_code()
     selected = notebooks() if selected is None else selected
+    if "03_training" in selected:
+        try:  # with launcher slurm: sbatch here, the partition and account known to SLURM
+            check_cluster(params)
+        except RuntimeError as err:
+            raise ValueError(str(err)) from None
     here = [name for name in selected
             if not (params.launcher == "slurm" and name == "03_training")]
     if any(name in NEEDS_DEVICE for name in here):

@@ -122,6 +122,16 @@ def test_a_gpu_profile_on_a_machine_without_one_is_refused(tmp_path):
         pipeline.run("smoke", {**tmp_overrides(tmp_path), "device": "cuda"})
 
 
+def test_a_slurm_study_on_a_machine_without_sbatch_is_refused_before_any_notebook(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))  # no sbatch on PATH
+    with pytest.raises(ValueError, match="launcher slurm needs SLURM's sbatch"):
+        pipeline.validate("smoke", {**tmp_overrides(tmp_path), "launcher": "slurm",
+                                    "slurm": {"time": 30}})
+    pipeline.validate("smoke", {**tmp_overrides(tmp_path), "launcher": "slurm",
+                                "slurm": {"time": 30}}, ["05_figures"])  # 05 submits nothing
+
+
 @pytest.fixture
 def offline(monkeypatch):
     def unreachable(*args, **kwargs):
