@@ -94,9 +94,9 @@ constants
 # numbers in both, so they are computed once) and the two reliability tables. The rows of the
 # runs already evaluated are read back from the saved files: after `./run_all.sh` this cell
 # takes seconds, and one line per protocol says what was reused and what was evaluated, and
-# why. The tables go to one folder per protocol, with the settings of the runs evaluated in
-# `meta.json`; a new evaluation is written beside the old one and replaces it only once whole
-# (`params.eval_dir(protocol)`).
+# why. The tables go to one folder per protocol (`params.eval_dir(protocol)`), with the
+# settings of the runs evaluated in `meta.json`; a new evaluation is written beside the old one
+# and replaces it only once whole.
 
 # %%
 results = {protocol: update_evaluation(params, protocol, data) for protocol in params.protocols}
