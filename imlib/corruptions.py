@@ -12,7 +12,6 @@ completion record). Accuracies are fractions, ``nll`` in nats, ``mce`` in percen
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -229,12 +228,13 @@ def corruption_summary(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame
     return sort_rows(out, [*by, "corruption"], order)[[*by, *CORRUPTION_SUMMARY_COLUMNS]]
 
 
-def evaluate_corruptions(params: StudyParams, data: ImageData, directory: str | Path, *,
+def evaluate_corruptions(params: StudyParams, protocol: str, data: ImageData,
+                         directory: str | Path, *,
                          checkpoint: str = "best",
                          corruptions: Sequence[str] = CIFAR100C_CORRUPTIONS,
                          severities: Sequence[int] = CIFAR100C_SEVERITIES,
                          batch_size: int = 1024) -> pd.DataFrame:
-    """:func:`corruption_metrics` of every run of ``params``' protocol, with ``variant`` and
+    """:func:`corruption_metrics` of every run of ``params.runs(protocol)``, with ``variant`` and
     ``seed`` columns in front; ``data`` gives the normalisation ``mean``/``std``;
     ``checkpoint`` is ``"best"`` or ``"last"`` (:class:`imlib.runs.RunFiles`).
 
@@ -244,7 +244,7 @@ def evaluate_corruptions(params: StudyParams, data: ImageData, directory: str | 
     """
     if not isinstance(data, ImageData):
         raise ValueError(f"data must be an imlib.data.ImageData, got {type(data).__name__}")
-    runs = params.runs(params.protocol)
+    runs = params.runs(protocol)
     for run in runs:
         completed_run(run.config)
     iter_cifar100c(directory, corruptions, severities)  # checks every file, reads no images
@@ -257,15 +257,16 @@ def evaluate_corruptions(params: StudyParams, data: ImageData, directory: str | 
     return pd.concat(frames, ignore_index=True)[["variant", "seed", *CORRUPTION_COLUMNS]]
 
 
-def save_corruptions(df: pd.DataFrame, params: StudyParams, checkpoint: str = "best") -> Path:
-    """Write :func:`evaluate_corruptions`'s table of ``params.protocol`` as
-    ``eval_dir/cifar100c/cifar100c.csv`` with ``meta.json`` (the corruptions and severities,
-    the runs and the checkpoints read, provenance and the completion record,
+def save_corruptions(df: pd.DataFrame, params: StudyParams, protocol: str,
+                     checkpoint: str = "best") -> Path:
+    """Write :func:`evaluate_corruptions`'s table of ``protocol`` as
+    ``eval_dir(protocol)/cifar100c/cifar100c.csv`` with ``meta.json`` (the corruptions and
+    severities, the runs and the checkpoints read, provenance and the completion record,
     :func:`imlib.results.write_tables`); returns the folder."""
     check_frame(df, "df", ("variant", "seed", *CORRUPTION_COLUMNS))
     settings = {"corruptions": list(dict.fromkeys(df["corruption"])),
                 "severities": sorted({int(s) for s in df["severity"]}), "checkpoint": checkpoint}
     runs = [run_record(run.config, RunFiles(run.dir).checkpoint(checkpoint))
-            for run in params.runs(params.protocol)]
-    return write_tables({"cifar100c": df}, params.eval_dir / "cifar100c", settings,
-                        dataclasses.asdict(params), runs)
+            for run in params.runs(protocol)]
+    return write_tables({"cifar100c": df}, params.eval_dir(protocol) / "cifar100c", settings,
+                        params.record(protocol), runs)

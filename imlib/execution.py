@@ -199,7 +199,7 @@ def failure(source: Path, params: StudyParams, err: BaseException, failed: Path,
         return _dead_kernel(name, exit_code, kept, copy)
     else:
         return None
-    folders = (params.runs_root, params.figures.parent)
+    folders = (params.runs_root, params.figures_root)
     if _DISK_FULL.search(error):
         folder = min(folders, key=_free)
         free = f"{_free(folder) / 1e6:.0f} MB free"

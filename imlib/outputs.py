@@ -50,11 +50,10 @@ def executed_dir(params: StudyParams) -> Path:
 def outputs(params: StudyParams, notebook: str) -> list[Path]:
     """The folders ``notebook`` writes for the profile's selected protocols, variants, seeds;
     ``RUN_WRITER``: the executed notebooks' folder."""
-    studies = [params.for_protocol(protocol) for protocol in params.protocols]
     return {"02_nmi_validation": [params.nmi_dir],
             "03_training": [run.dir for run in params.runs()],
-            "04_evaluation": [s.eval_dir for s in studies],
-            "05_figures": [s.figures for s in studies],
+            "04_evaluation": [params.eval_dir(p) for p in params.protocols],
+            "05_figures": [params.figures(p) for p in params.protocols],
             RUN_WRITER: [executed_dir(params)]}.get(notebook, [])
 
 
@@ -84,7 +83,7 @@ def _areas(params: StudyParams) -> dict[str, Path]:
     root = params.runs_root.resolve()
     areas = {f"runs_dir's {name}/ ({writer})": root / name
              for name, writer in RUNS_DIR_AREAS.items()}
-    return {**areas, "figures_dir (05_figures)": params.figures.parent.resolve()}
+    return {**areas, "figures_dir (05_figures)": params.figures_root.resolve()}
 
 
 def check_output_folders(params: StudyParams) -> None:
@@ -95,7 +94,7 @@ def check_output_folders(params: StudyParams) -> None:
     profile writes may be, lie in or hold another profile's runs_dir or folders."""
     checkout = PROJECT_ROOT.resolve()
     sources = [checkout / name for name in SOURCE_FOLDERS]
-    for name, folder in (("runs_dir", params.runs_root), ("figures_dir", params.figures.parent)):
+    for name, folder in (("runs_dir", params.runs_root), ("figures_dir", params.figures_root)):
         folder = folder.resolve()
         if folder == checkout or folder in checkout.parents:
             raise ValueError(f"{name} {shown(folder)} is the checkout or holds it; give the "
@@ -134,7 +133,7 @@ def check_output_folders(params: StudyParams) -> None:
 
 def _path_down(params: StudyParams, folder: Path) -> list[Path]:
     """The folders from ``folder``'s root (runs_dir or figures_dir, the nearer) down to it."""
-    roots = [r for r in (params.runs_root, params.figures.parent)
+    roots = [r for r in (params.runs_root, params.figures_root)
              if r == folder or r in folder.parents]
     root = max(roots, key=lambda r: len(r.parts))
     steps = folder.relative_to(root).parts
@@ -259,7 +258,7 @@ def report_removed(params: StudyParams, names: Sequence[str], removed: Sequence[
     """The lines ``--fresh`` prints: what it deleted, what it kept, which later notebooks
     (``later``) read what was deleted."""
     print(f"--fresh: deleted {len(removed)} folder(s) under {shown(params.runs_root)} and "
-          f"{shown(params.figures.parent)}", flush=True)
+          f"{shown(params.figures_root)}", flush=True)
     if kept:
         print(f"--fresh: kept {len(kept)} folder(s) that run_all.sh did not record as written "
               f"by this run (e.g. {shown(kept[0])}): what they hold is reused or written over; "

@@ -160,7 +160,7 @@ def _check_nmi_memory(params: StudyParams) -> None:
 
 def _check_name_lengths(params: StudyParams) -> None:
     """No folder name the run writes may exceed the file system's limit (255 bytes on most)."""
-    folders = {"runs_dir": params.runs_root, "figures_dir": params.figures.parent}
+    folders = {"runs_dir": params.runs_root, "figures_dir": params.figures_root}
     for name, folder in folders.items():
         existing = Path(folder.anchor)  # the deepest existing folder on the way: its limit
         for part in folder.parts[1:]:
@@ -296,7 +296,7 @@ def run(profile: str = "smoke", overrides: dict[str, Any] | None = None, fresh: 
     check_owner(params)
     if fresh:
         fresh_plan(params, selected, every)  # refuses before anything is created
-    roots = [params.runs_root, params.figures.parent]
+    roots = [params.runs_root, params.figures_root]
     try:
         for root in roots:  # what lies above the profile's folders is no one's: never marked
             if not any(r == root.parent or r in root.parent.parents for r in roots):
@@ -419,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    figures = params.figures.parent
-    plain = load_params(args.profile).figures.parent
+    figures = params.figures_root
+    plain = load_params(args.profile).figures_root
     note = ""
     if figures != plain and "figures_dir" not in overrides:
         note = f" (not {shown(plain)}: that keeps the figures of the run without -p options)"

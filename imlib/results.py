@@ -161,12 +161,12 @@ class EvalSettings:
 _NEUTRAL_EVAL_FIELDS = ("batch_size",)
 
 
-def eval_settings(params: StudyParams) -> EvalSettings:
-    """The evaluation ``params`` asks for, under ``params.protocol``: its class and degradation
+def eval_settings(params: StudyParams, protocol: str) -> EvalSettings:
+    """The evaluation ``params`` asks for under ``protocol``: its class and degradation
     constants, and the NMI bins, eps clamp, spread and evaluation batch of the protocol's runs
     (one value per protocol: a run trained otherwise is refused before it is evaluated)."""
     # The NMI bins, clamp and spread are shared by every variant of a protocol.
-    runs = params.train_config(params.variants[0], params.seeds[0])
+    runs = params.train_config(protocol, params.variants[0], params.seeds[0])
     return EvalSettings(class_index=params.eval_class, degradation=params.eval_degradation_config,
                         nmi_bins=runs.nmi_bins, max_eps=runs.im_max_eps, spread=runs.im_spread,
                         batch_size=runs.eval_batch_size)
@@ -507,20 +507,26 @@ def save_results(results: EvalResults, eval_dir: str | Path,
     return eval_dir
 
 
-def load_results(eval_dir: str | Path, params: StudyParams | None = None) -> EvalResults:
+def load_results(eval_dir: str | Path, params: StudyParams | None = None,
+                 protocol: str | None = None) -> EvalResults:
     """The tables written by :func:`save_results` (settings and runs from ``meta.json``), each
     checked against the folder's completion record (:func:`read_tables`).
 
-    With ``params``, the evaluation must be current: made with :func:`eval_settings` of
-    ``params`` (class, degradation constants, kinds, levels, orders, sweep seed, NMI bins, eps
-    clamp, spread), of exactly the runs ``params.runs(params.protocol)`` asks for, trained with
-    their settings, from the checkpoints their folders hold now (:func:`stale_runs`). Anything
-    else raises ValueError naming the difference and the command that redoes it.
+    With ``params`` and ``protocol``, the evaluation must be current: made with
+    :func:`eval_settings` of both (class, degradation constants, kinds, levels, orders, sweep
+    seed, NMI bins, eps clamp, spread), of exactly the runs ``params.runs(protocol)`` asks for,
+    trained with their settings, from the checkpoints their folders hold now
+    (:func:`stale_runs`). Anything else raises ValueError naming the difference and the command
+    that redoes it.
     """
+    if (params is None) != (protocol is None):
+        raise ValueError("load_results checks an evaluation against params and protocol "
+                         "together: give both (e.g. load_results(params.eval_dir(p), params, p)) "
+                         "or neither")
     eval_dir = Path(eval_dir)
     asked = None
     if params is not None:
-        asked = {k: v for k, v in eval_settings(params).to_dict().items()
+        asked = {k: v for k, v in eval_settings(params, protocol).to_dict().items()
                  if k not in _NEUTRAL_EVAL_FIELDS}
     frames, meta = read_tables(eval_dir, [f for f, _ in _FILES.values()], _REEVALUATE, asked)
     for filename, columns in _FILES.values():
@@ -529,7 +535,7 @@ def load_results(eval_dir: str | Path, params: StudyParams | None = None) -> Eva
                           settings=meta["settings"], runs=meta.get("runs") or [],
                           provenance=meta.get("provenance") or {})
     if params is not None:
-        problems = stale_runs(results.runs, params)
+        problems = stale_runs(results.runs, params, protocol)
         if problems:
             detail = "; ".join(f"{v} seed {s}{why}" for (v, s), why in problems.items())
             raise ValueError(f"the evaluation in {eval_dir} is stale: it does not match the runs "
@@ -537,14 +543,14 @@ def load_results(eval_dir: str | Path, params: StudyParams | None = None) -> Eva
     return results
 
 
-def stale_runs(recorded: Sequence[Mapping[str, Any]], params: StudyParams
+def stale_runs(recorded: Sequence[Mapping[str, Any]], params: StudyParams, protocol: str
                ) -> dict[tuple[str, int], str]:
     """What keeps each run of an evaluation from being current, by (variant, seed): a run of
-    ``params.runs(params.protocol)`` that ``recorded`` (an evaluation's ``runs``) lacks, holds
+    ``params.runs(protocol)`` that ``recorded`` (an evaluation's ``runs``) lacks, holds
     with other settings or from another checkpoint than its folder holds now, and a recorded run
     the profile does not ask for, each said as what follows "<variant> seed <seed>" (e.g.
     ``" was not evaluated"``). Empty when the evaluation is current."""
-    runs = params.runs(params.protocol)
+    runs = params.runs(protocol)
 
     def key(settings: Mapping[str, Any]) -> tuple[Any, Any]:
         return settings.get("variant"), settings.get("seed")
@@ -577,17 +583,17 @@ def stale_runs(recorded: Sequence[Mapping[str, Any]], params: StudyParams
 # --- the runs behind the tables ---------------------------------------------------------------
 
 
-def load_histories(params: StudyParams) -> pd.DataFrame:
+def load_histories(params: StudyParams, protocol: str) -> pd.DataFrame:
     """Every run's history as one long table: ``variant``, ``seed``, then the history's
     columns (``epoch``, ``train_loss``, ``train_acc``, ``holdout_*``, ``test_*``...).
 
-    The runs are ``params.runs(params.protocol)``, the same ones Table 1 is made of: each must
+    The runs are ``params.runs(protocol)``, the same ones Table 1 is made of: each must
     be complete, trained with the profile's settings and hold exactly the epochs its result
     says were trained (:func:`imlib.runs.completed_run` raises naming the run, the file and the
     fix).
     """
     frames = []
-    for run in params.runs(params.protocol):
+    for run in params.runs(protocol):
         completed_run(run.config)
         records = read_history(RunFiles(run.dir).history, run.config.epochs)
         frames.append(pd.DataFrame(records).assign(variant=run.variant, seed=run.seed))

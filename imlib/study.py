@@ -102,7 +102,6 @@ class StudyParams:
     launcher: str = "inline"  # how notebook 03 trains the runs: inline | local | slurm
     jobs: int | None = None  # runs trained at once as jobs; None: one per GPU (slurm: all)
     slurm: dict[str, Any] | None = None  # launcher slurm's settings (imlib.launch)
-    protocol: str | None = None  # the protocol the paths refer to; None: the first of protocols
 
     def __post_init__(self) -> None:
         if not isinstance(self.training, TrainConfig):
@@ -115,11 +114,6 @@ class StudyParams:
         if both:
             raise ValueError(f"ablations must not repeat variants, got {both} in both")
         object.__setattr__(self, "seeds", _check_seeds(self.seeds))
-        if self.protocol is None:
-            object.__setattr__(self, "protocol", self.protocols[0])
-        elif self.protocol not in self.protocols:
-            raise ValueError(f"protocol must be one of protocols {list(self.protocols)}, "
-                             f"got {self.protocol!r}")
         for name in ("runs_dir", "figures_dir"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -153,11 +147,17 @@ class StudyParams:
 
     # --- the runs ---------------------------------------------------------------------------
 
-    def train_config(self, variant: str, seed: int) -> TrainConfig:
-        """The TrainConfig of one run of the study, under ``self.protocol``."""
+    def _check_protocol(self, protocol: str) -> str:
+        if protocol not in self.protocols:
+            raise ValueError(f"protocol must be one of the study's protocols "
+                             f"{list(self.protocols)}, got {protocol!r}")
+        return protocol
+
+    def train_config(self, protocol: str, variant: str, seed: int) -> TrainConfig:
+        """The TrainConfig of one run of the study, under ``protocol``."""
         fields: dict[str, Any] = {"variant": variant, "seed": seed,
-                                  "out_dir": str(self.train_dir(variant, seed))}
-        if self.protocol == "reference-code":
+                                  "out_dir": str(self.train_dir(protocol, variant, seed))}
+        if protocol == "reference-code":
             fields.update(pinned(variant))
         return dataclasses.replace(self.training, **fields)
 
@@ -173,17 +173,14 @@ class StudyParams:
 
     def runs(self, protocol: str | None = None) -> list[StudyRun]:
         """Every run of the study (protocol x variant x seed), or of one protocol, in order."""
-        protocols = self.protocols if protocol is None else (protocol,)
-        runs = []
-        for name in protocols:
-            params = self.for_protocol(name)
-            runs += [StudyRun(name, variant, seed, params.train_config(variant, seed))
-                     for variant in self.variants_for(name) for seed in self.seeds]
-        return runs
+        protocols = self.protocols if protocol is None else (self._check_protocol(protocol),)
+        return [StudyRun(name, variant, seed, self.train_config(name, variant, seed))
+                for name in protocols for variant in self.variants_for(name)
+                for seed in self.seeds]
 
-    def for_protocol(self, protocol: str) -> StudyParams:
-        """The same study with its paths and training configs for ``protocol``."""
-        return dataclasses.replace(self, protocol=protocol)
+    def record(self, protocol: str) -> dict[str, Any]:
+        """The study's parameters as the results of ``protocol`` record them (``meta.json``)."""
+        return {**dataclasses.asdict(self), "protocol": self._check_protocol(protocol)}
 
     def load_data(self) -> ImageData:
         """The profile's data set, as its training runs load it."""
@@ -206,16 +203,22 @@ class StudyParams:
         return None if self.cifar100c_dir is None else self._path(self.cifar100c_dir)
 
     @property
-    def figures(self) -> Path:
-        """paper_figures/<profile>/<protocol>: what notebook 05 writes."""
-        return self._path(self.figures_dir) / self.protocol
+    def figures_root(self) -> Path:
+        """paper_figures/<profile> (the profile's figures_dir): every protocol's figures."""
+        return self._path(self.figures_dir)
 
-    def train_dir(self, variant: str, seed: int) -> Path:
-        return self.runs_root / "train" / self.protocol / variant / f"seed{seed}"
+    def figures(self, protocol: str) -> Path:
+        """paper_figures/<profile>/<protocol>: what notebook 05 writes for ``protocol``."""
+        return self.figures_root / self._check_protocol(protocol)
 
-    @property
-    def eval_dir(self) -> Path:
-        return self.runs_root / "eval" / self.protocol
+    def train_dir(self, protocol: str, variant: str, seed: int) -> Path:
+        """runs/<profile>/train/<protocol>/<variant>/seed<seed>: one run's folder."""
+        return (self.runs_root / "train" / self._check_protocol(protocol) / variant
+                / f"seed{seed}")
+
+    def eval_dir(self, protocol: str) -> Path:
+        """runs/<profile>/eval/<protocol>: notebook 04's evaluation of ``protocol``'s runs."""
+        return self.runs_root / "eval" / self._check_protocol(protocol)
 
     @property
     def nmi_dir(self) -> Path:
@@ -373,8 +376,7 @@ def profiles() -> list[str]:
 PATH_FIELDS = ("runs_dir", "figures_dir", "cifar100c_dir", "data_root")
 NMI_MAX_BINS = 256  # the values of an 8-bit channel: more bins only add empty ones
 _LIST_FIELDS = ("variants", "ablations", "protocols", "seeds", "degrade_kinds")
-STUDY_FIELDS = tuple(f.name for f in dataclasses.fields(StudyParams)
-                     if f.name not in ("training", "protocol"))
+STUDY_FIELDS = tuple(f.name for f in dataclasses.fields(StudyParams) if f.name != "training")
 
 
 def _check_finite_numbers(values: dict[str, Any]) -> None:

@@ -37,20 +37,21 @@ def _own_checkpoint(run: StudyRun, checkpoint: str) -> Path:
     return RunFiles(run.dir).checkpoint(checkpoint)
 
 
-def study_checkpoints(params: StudyParams, data: ImageData, checkpoint: str = "best"
-                      ) -> list[Path]:
-    """The checkpoints of ``params.runs(params.protocol)``, in that order, each checked: the
+def study_checkpoints(params: StudyParams, protocol: str, data: ImageData,
+                      checkpoint: str = "best") -> list[Path]:
+    """The checkpoints of ``params.runs(protocol)``, in that order, each checked: the
     run complete, trained with the settings the profile asks for, its checkpoint its own (see
     :func:`evaluate_study`); ``data`` must be the runs' data set."""
     if data.name != params.training.dataset:
         raise ValueError(f"data is {data.name!r} but the study's training dataset is "
                          f"{params.training.dataset!r}")
-    return [_own_checkpoint(run, checkpoint) for run in params.runs(params.protocol)]
+    return [_own_checkpoint(run, checkpoint) for run in params.runs(protocol)]
 
 
-def evaluate_study(params: StudyParams, data: ImageData, settings: EvalSettings | None = None,
-                   *, checkpoint: str = "best") -> EvalResults:
-    """:func:`imlib.evaluate.evaluate_checkpoints` of every run of ``params.runs(params.protocol)``.
+def evaluate_study(params: StudyParams, protocol: str, data: ImageData,
+                   settings: EvalSettings | None = None, *, checkpoint: str = "best"
+                   ) -> EvalResults:
+    """:func:`imlib.evaluate.evaluate_checkpoints` of every run of ``params.runs(protocol)``.
 
     Every run must be complete, trained with the settings the profile asks for
     (:func:`imlib.runs.completed_run` raises naming the run and the fix otherwise) and hold its
@@ -65,9 +66,9 @@ def evaluate_study(params: StudyParams, data: ImageData, settings: EvalSettings 
     read the ``"degrade_first"`` rows. The second order costs only diffusion and dropout
     (blur and mosaic are copied).
     """
-    paths = study_checkpoints(params, data, checkpoint)
-    settings = eval_settings(params) if settings is None else settings
-    print(f"evaluating {len(paths)} models ({params.protocol} protocol)", flush=True)
+    paths = study_checkpoints(params, protocol, data, checkpoint)
+    settings = eval_settings(params, protocol) if settings is None else settings
+    print(f"evaluating {len(paths)} models ({protocol} protocol)", flush=True)
     return evaluate_checkpoints(paths, data, settings, device=params.training.device)
 
 
@@ -97,10 +98,10 @@ def _saved_evaluation(eval_dir: Path, settings: EvalSettings) -> tuple[EvalResul
     return saved, ""
 
 
-def update_evaluation(params: StudyParams, data: ImageData,
+def update_evaluation(params: StudyParams, protocol: str, data: ImageData,
                       settings: EvalSettings | None = None) -> EvalResults:
-    """The evaluation of ``params.protocol``'s runs, as :func:`evaluate_study` makes it,
-    reusing what ``params.eval_dir`` holds.
+    """The evaluation of ``protocol``'s runs, as :func:`evaluate_study` makes it, reusing what
+    ``params.eval_dir(protocol)`` holds.
 
     Every run is checked first (complete, trained as the profile asks, its own checkpoint:
     :func:`study_checkpoints`). The saved rows of each model whose settings and
@@ -113,14 +114,14 @@ def update_evaluation(params: StudyParams, data: ImageData,
     if settings is not None and not isinstance(settings, EvalSettings):
         raise ValueError(f"settings must be an imlib.results.EvalSettings, "
                          f"got {type(settings).__name__}")
-    checkpoints = study_checkpoints(params, data)
-    runs = params.runs(params.protocol)
-    settings = eval_settings(params) if settings is None else settings
-    eval_dir = Path(params.eval_dir)
+    checkpoints = study_checkpoints(params, protocol, data)
+    runs = params.runs(protocol)
+    settings = eval_settings(params, protocol) if settings is None else settings
+    eval_dir = params.eval_dir(protocol)
     saved, why_not = _saved_evaluation(eval_dir, settings)
-    problems = (stale_runs(saved.runs, params) if saved is not None
+    problems = (stale_runs(saved.runs, params, protocol) if saved is not None
                 else {(run.variant, run.seed): f": {why_not}" for run in runs})
-    head = f"evaluation, {params.protocol} protocol:"
+    head = f"evaluation, {protocol} protocol:"
     if not problems:
         print(f"{head} reused {len(runs)} of {len(runs)} models from {project_path(eval_dir)}",
               flush=True)
@@ -132,7 +133,7 @@ def update_evaluation(params: StudyParams, data: ImageData,
     kept = (fresh or saved).settings
     parts = [_rows_of(fresh if (run.variant, run.seed) in problems else saved,
                       (run.variant, run.seed), kept) for run in runs]
-    save_results(EvalResults.concat(parts), eval_dir, params=dataclasses.asdict(params))
+    save_results(EvalResults.concat(parts), eval_dir, params=params.record(protocol))
     if saved is None:
         print(f"{head} evaluated {len(runs)} models ({why_not}) -> {project_path(eval_dir)}",
               flush=True)

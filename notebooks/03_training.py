@@ -115,7 +115,7 @@ pd.Series(cue_separability(data), name="accuracy").mul(100).round(1).to_frame("a
 
 # %%
 for protocol in params.protocols:
-    config = params.for_protocol(protocol).train_config("im", params.seeds[0])
+    config = params.train_config(protocol, "im", params.seeds[0])
     draws = training_draws(config)
     display(training_draws_figure(draws, config.im_max_eps, dataset=config.dataset,
                                   protocol=protocol),
@@ -133,10 +133,12 @@ for protocol in params.protocols:
 # one stage per cell with the public functions that `imlib.train.training_batch` chains.
 # `prepare` builds what a run needs (the data on the device, the untrained model, AdamW, the
 # seeded generator) without writing any file. We keep the generator's state: replayed from
-# it, `training_batch` must give exactly the tensors built here (checked below).
+# it, `training_batch` must give exactly the tensors built here (checked below). The run is the
+# first protocol's, as are the training curves at the end.
 
 # %%
-run = prepare(params.train_config("im", params.seeds[0]))
+protocol = params.protocols[0]
+run = prepare(params.train_config(protocol, "im", params.seeds[0]))
 idx = torch.arange(16)
 labels, num_classes = run.train.y[idx], run.data.num_classes
 start = run.generator.get_state()
@@ -170,7 +172,8 @@ steps.head(8).round(2)
 
 # %%
 draws = BatchDraws(labels, kinds, levels, nmi_values, generator=None)
-smoothing = {variant: variant_smoothing(params.train_config(variant, params.seeds[0]), draws)
+smoothing = {variant: variant_smoothing(params.train_config(protocol, variant, params.seeds[0]),
+                                        draws)
              for variant in params.all_variants}
 for variant, (eps, _) in smoothing.items():
     steps[f"ε {variant}"] = eps.tolist()
@@ -204,7 +207,7 @@ training_batch_grid(clean, degraded, kinds, levels, nmi_values, smoothing["im"][
 # %%
 example = int((smoothing["im"][0] - 0.5).abs().argmin())
 variant_targets({variant: t[example] for variant, t in targets.items()}, run.data.classes,
-                int(labels[example]), dataset=params.training.dataset, protocol=params.protocol)
+                int(labels[example]), dataset=params.training.dataset, protocol=protocol)
 
 # %% [markdown]
 # **5 · Logits.** The network sees the degraded images normalised with the data set's mean
@@ -323,7 +326,7 @@ Markdown(provenance_note(run_provenance(params.runs()), provenance()))
 # entropy.
 
 # %%
-history = load_histories(params)
+history = load_histories(params, protocol)
 last = history[history["epoch"] == history["epoch"].max()]
 Markdown(f"At the last epoch the training loss runs {last['train_loss'].min():.2f}–"
          f"{last['train_loss'].max():.2f} nats over the runs, the clean test loss "
@@ -332,7 +335,7 @@ Markdown(f"At the last epoch the training loss runs {last['train_loss'].min():.2
          f"test accuracy {100 * last['test_acc'].min():.0f}–{100 * last['test_acc'].max():.0f} %.")
 
 # %%
-training_curves(history, dataset=params.training.dataset, protocol=params.protocol)
+training_curves(history, dataset=params.training.dataset, protocol=protocol)
 
 # %% [markdown]
 # These are the first protocol's runs; notebook 05 writes the same figure for every protocol

@@ -94,13 +94,12 @@ constants
 # numbers in both, so they are computed once) and the two reliability tables. The rows of the
 # runs already evaluated are read back from the saved files: after `./run_all.sh` this cell
 # takes seconds, and one line per protocol says what was reused and what was evaluated, and
-# why. The tables go to one folder per protocol, with the settings of the runs evaluated in
-# `meta.json`; a new evaluation is written beside the old one and replaces it only once whole
-# (`params.for_protocol(p)` is the same study with that protocol's paths).
+# why. The tables go to one folder per protocol (`params.eval_dir(protocol)`), with the
+# settings of the runs evaluated in `meta.json`; a new evaluation is written beside the old one
+# and replaces it only once whole.
 
 # %%
-results = {protocol: update_evaluation(params.for_protocol(protocol), data)
-           for protocol in params.protocols}
+results = {protocol: update_evaluation(params, protocol, data) for protocol in params.protocols}
 
 # %% [markdown]
 # ## Table 1: the clean test split
@@ -186,7 +185,8 @@ all_orders.head(8).round(3)
 # in each order, for the first protocol:
 
 # %%
-order_effect(all_orders.query("protocol == @params.protocol")).round(1)
+first_protocol = params.protocols[0]
+order_effect(all_orders.query("protocol == @first_protocol")).round(1)
 
 # %% [markdown]
 # Blur and mosaic give the same numbers in both orders (their sweep is computed once);
@@ -204,8 +204,8 @@ sweeps = all_orders.query("order == 'degrade_first'")
 # profile's first protocol; notebook 05 writes every protocol's files.
 
 # %%
-source = dict(dataset=params.training.dataset, protocol=params.protocol)
-shown = results[params.protocol]
+source = dict(dataset=params.training.dataset, protocol=first_protocol)
+shown = results[first_protocol]
 accuracy_vs_level(shown.sweeps, num_classes=data.num_classes, class_name=class_name, **source)
 
 # %% [markdown]
@@ -266,7 +266,7 @@ confidence_vs_nmi(shown.sweeps, shown.eval_settings, num_classes=data.num_classe
 # nearly clean:
 
 # %%
-draws = training_draws(params.train_config("im", params.seeds[0]))
+draws = training_draws(params.train_config(first_protocol, "im", params.seeds[0]))
 Markdown(claim_figure_reading(shown.sweeps, draws, num_classes=data.num_classes,
                               max_eps=shown.eval_settings.max_eps,
                               spread=shown.eval_settings.spread))
@@ -293,7 +293,7 @@ pd.concat({(p, q): t.pivot(index="kind", columns="level", values=q)
 # its clamp.
 
 # %%
-class_information_vs_nmi(information[params.protocol], shown.eval_settings, **source)
+class_information_vs_nmi(information[first_protocol], shown.eval_settings, **source)
 
 # %% [markdown]
 # What it shows, in numbers, for each protocol:
@@ -342,7 +342,7 @@ reliability_diagram(shown.reliability, "mosaic_0.5", **source)
 
 # %%
 models = {run.variant: load_model(RunFiles(run.dir).best, params.training.device)[0]
-          for run in params.runs(params.protocol) if run.seed == params.seeds[0]}
+          for run in params.runs(first_protocol) if run.seed == params.seeds[0]}
 runs_settings = dict(bins=shown.eval_settings.nmi_bins, max_eps=shown.eval_settings.max_eps,
                      spread=shown.eval_settings.spread)
 first_of_class = int((data.y_test == params.eval_class).nonzero()[0])
@@ -399,11 +399,11 @@ print(f"skipped: {skip_reason}" if skip_reason else "CIFAR-100-C: every file is 
 
 # %%
 if skip_reason is None:
-    corruption = pd.concat({p: evaluate_corruptions(params.for_protocol(p), data, cifar100c_dir)
+    corruption = pd.concat({p: evaluate_corruptions(params, p, data, cifar100c_dir)
                             for p in params.protocols}, names=["protocol", None])
     corruption = corruption.reset_index(level=0)
     for protocol, rows in corruption.groupby("protocol"):
-        save_corruptions(rows.drop(columns="protocol"), params.for_protocol(protocol))
+        save_corruptions(rows.drop(columns="protocol"), params, protocol)
 
 # %% [markdown]
 # **One number per variant**: the mean over the 15 corruptions (each weighted equally, over
@@ -426,7 +426,7 @@ if skip_reason is None:
 
 # %%
 if skip_reason is None:
-    display(per_model.query("protocol == @params.protocol").pivot_table(
+    display(per_model.query("protocol == @first_protocol").pivot_table(
         index="corruption", columns="variant", values="mce", sort=False).round(2))
 
 # %% [markdown]

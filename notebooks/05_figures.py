@@ -61,15 +61,17 @@ print(params.summary())
 # `./run_all.sh --only 04_evaluation`).
 
 # %%
-studies = {protocol: params.for_protocol(protocol) for protocol in params.protocols}
-histories = {protocol: load_histories(study) for protocol, study in studies.items()}
-results = {protocol: load_results(study.eval_dir, study) for protocol, study in studies.items()}
+first_protocol = params.protocols[0]
+folders = {protocol: params.figures(protocol) for protocol in params.protocols}
+histories = {protocol: load_histories(params, protocol) for protocol in params.protocols}
+results = {protocol: load_results(params.eval_dir(protocol), params, protocol)
+           for protocol in params.protocols}
 sweeps = {p: r.sweeps.query("order == 'degrade_first'") for p, r in results.items()}
-settings = results[params.protocol].settings
+settings = results[first_protocol].settings
 class_name = settings["class_name"]
 written = []
 print(f"{settings['dataset']}, {settings['n_test']} test images, class {class_name!r}; "
-      f"figures into {[project_path(s.figures) for s in studies.values()]}")
+      f"figures into {[project_path(folder) for folder in folders.values()]}")
 
 # %% [markdown]
 # Where the results come from: each `meta.json` written by notebook 04 records when and
@@ -80,7 +82,7 @@ pd.DataFrame({p: r.provenance for p, r in results.items()})
 
 # %% [markdown]
 # Each figure below is written for every protocol of the profile, into that protocol's folder,
-# and shown for the first one, `params.protocol`; a figure that notebook 03 or 04 already
+# and shown for the first one, `params.protocols[0]`; a figure that notebook 03 or 04 already
 # showed is written without being shown again.
 #
 # ## Fig. 1 · Training curves
@@ -90,9 +92,9 @@ pd.DataFrame({p: r.provenance for p, r in results.items()})
 # holdout split. Notebook 03 shows it; here it is only written.
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     fig = training_curves(histories[protocol], dataset=settings["dataset"], protocol=protocol)
-    written.append(show_and_save(fig, study.figures / "fig1_training_curves.png", show=False))
+    written.append(show_and_save(fig, folder / "fig1_training_curves.png", show=False))
 
 # %% [markdown]
 # The paper's Fig. 1 (100 epochs of ResNet-18 on CIFAR-100; its "validation" curves are the
@@ -121,10 +123,10 @@ pd.DataFrame(PAPER_TABLE1).T.rename_axis("paper")
 # %%
 chosen_on = {"test": "the test set, as the paper did", "holdout": "the holdout split",
              "last": "none (last epoch)"}
-for protocol, study in studies.items():
-    selection = study.runs(protocol)[0].config.selection
+for protocol, folder in folders.items():
+    selection = params.runs(protocol)[0].config.selection
     caption = f"Table 1, {protocol} protocol; best epoch chosen on {chosen_on[selection]}."
-    written += write_table1(results[protocol].clean, study.figures, caption,
+    written += write_table1(results[protocol].clean, folder, caption,
                             num_classes=params.num_classes)
 print(*(project_path(path) for path in written if path.name.startswith("table1")), sep="\n")
 
@@ -150,11 +152,11 @@ for protocol, result in results.items():
 # ## Fig. 2 · Clean-test-set metrics as bars
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     fig = clean_metrics_bars(results[protocol].clean, num_classes=params.num_classes,
                              dataset=settings["dataset"], protocol=protocol)
-    written.append(show_and_save(fig, study.figures / "fig2_clean_metrics.png",
-                                 show=protocol == params.protocol))
+    written.append(show_and_save(fig, folder / "fig2_clean_metrics.png",
+                                 show=protocol == first_protocol))
 
 # %% [markdown]
 # The paper's Fig. 2 draws the four numbers of its Table 1 per variant (IM 63.24 / 85.14 /
@@ -174,13 +176,13 @@ for protocol, study in studies.items():
 
 # %%
 test_images = params.load_data().x_test
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     fig = confidence_vs_level(sweeps[protocol], "mosaic", "class", class_name=class_name,
                               num_classes=params.num_classes, dataset=settings["dataset"],
                               protocol=protocol, test_images=test_images,
                               degradation=results[protocol].eval_settings.degradation)
-    written.append(show_and_save(fig, study.figures / f"fig3_confidence_mosaic_{class_name}.png",
-                                 show=protocol == params.protocol))
+    written.append(show_and_save(fig, folder / f"fig3_confidence_mosaic_{class_name}.png",
+                                 show=protocol == first_protocol))
 
 # %% [markdown]
 # The paper's Fig. 3 follows five apple images the same way, at finer steps of d (the 100
@@ -195,19 +197,19 @@ for protocol, study in studies.items():
 # shows only the class):
 
 # %%
-confidence_vs_level(sweeps[params.protocol], "mosaic", "all", class_name=class_name,
+confidence_vs_level(sweeps[first_protocol], "mosaic", "all", class_name=class_name,
                     num_classes=params.num_classes, dataset=settings["dataset"],
-                    protocol=params.protocol)
+                    protocol=first_protocol)
 
 # %% [markdown]
 # ## Fig. 4 · Heatmap: variant × mosaic level, one class
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     fig = confidence_heatmap(sweeps[protocol], "mosaic", "class", class_name=class_name,
                              dataset=settings["dataset"], protocol=protocol)
-    written.append(show_and_save(fig, study.figures / f"fig4_heatmap_mosaic_{class_name}.png",
-                                 show=protocol == params.protocol))
+    written.append(show_and_save(fig, folder / f"fig4_heatmap_mosaic_{class_name}.png",
+                                 show=protocol == first_protocol))
 
 # %% [markdown]
 # The paper's Fig. 4 draws one heatmap per model with one row per *image* (five apple images)
@@ -219,12 +221,12 @@ for protocol, study in studies.items():
 # ## Fig. 5 · Confidence vs level for each degradation, one class
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     fig = confidence_per_kind(sweeps[protocol], "class", class_name=class_name,
                               num_classes=params.num_classes, dataset=settings["dataset"],
                               protocol=protocol)
-    written.append(show_and_save(fig, study.figures / f"fig5_confidence_per_kind_{class_name}.png",
-                                 show=protocol == params.protocol))
+    written.append(show_and_save(fig, folder / f"fig5_confidence_per_kind_{class_name}.png",
+                                 show=protocol == first_protocol))
 
 # %% [markdown]
 # The paper's Fig. 5 shows the IM model only, one line per kind: from about 0.73 at d = 0
@@ -237,12 +239,12 @@ for protocol, study in studies.items():
 # The paper's own view of Fig. 5: the IM model alone, the four kinds overlaid.
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     fig = confidence_kinds_overlaid(sweeps[protocol], "im", "class", class_name=class_name,
                                     num_classes=params.num_classes, dataset=settings["dataset"],
                                     protocol=protocol)
-    written.append(show_and_save(fig, study.figures / f"fig5_im_kinds_{class_name}.png",
-                                 show=protocol == params.protocol))
+    written.append(show_and_save(fig, folder / f"fig5_im_kinds_{class_name}.png",
+                                 show=protocol == first_protocol))
 
 # %% [markdown]
 # ## IM's claim: confidence against the information left (not in the paper)
@@ -253,11 +255,11 @@ for protocol, study in studies.items():
 # only written.
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     fig = confidence_vs_nmi(sweeps[protocol], results[protocol].eval_settings,
                             num_classes=params.num_classes, dataset=settings["dataset"],
                             protocol=protocol)
-    written.append(show_and_save(fig, study.figures / "confidence_vs_nmi.png", show=False))
+    written.append(show_and_save(fig, folder / "confidence_vs_nmi.png", show=False))
 
 # %% [markdown]
 # ## Pixel information against class information (not in the paper)
@@ -267,11 +269,11 @@ for protocol, study in studies.items():
 # measures it and notebook 06 concludes from it), with the diagonal and IM's target.
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     information = class_information(results[protocol].sweeps, params.num_classes)
     fig = class_information_vs_nmi(information, results[protocol].eval_settings,
                                    dataset=settings["dataset"], protocol=protocol)
-    written.append(show_and_save(fig, study.figures / "class_information_vs_nmi.png",
+    written.append(show_and_save(fig, folder / "class_information_vs_nmi.png",
                                  show=False))
 
 # %% [markdown]
@@ -281,11 +283,11 @@ for protocol, study in studies.items():
 # and read in notebook 04, written here.
 
 # %%
-for protocol, study in studies.items():
+for protocol, folder in folders.items():
     for condition in ("clean", "mosaic_0.5"):
         fig = reliability_diagram(results[protocol].reliability, condition,
                                   dataset=settings["dataset"], protocol=protocol)
-        written.append(show_and_save(fig, study.figures / f"reliability_{condition}.png",
+        written.append(show_and_save(fig, folder / f"reliability_{condition}.png",
                                      show=False))
 
 # %% [markdown]
@@ -297,8 +299,8 @@ for protocol, study in studies.items():
 # notebook overwrites them; nothing else is written.
 
 # %%
-for protocol, study in studies.items():
-    write_record(study.figures, [p.name for p in written if p.parent == study.figures],
+for protocol, folder in folders.items():
+    write_record(folder, [p.name for p in written if p.parent == folder],
                  settings=results[protocol].settings)
 for path in written:
     print(project_path(path))

@@ -41,9 +41,8 @@ from imlib.results import load_histories, load_results, run_provenance, summariz
 from imlib.study import load_params
 
 params = load_params(profile, overrides)
-studies = {protocol: params.for_protocol(protocol) for protocol in params.protocols}
-histories = {p: load_histories(s) for p, s in studies.items()}
-results = {p: load_results(s.eval_dir, s) for p, s in studies.items()}
+histories = {p: load_histories(params, p) for p in params.protocols}
+results = {p: load_results(params.eval_dir(p), params, p) for p in params.protocols}
 data = params.load_data()
 Markdown(study_banner(params, n_test=len(data.y_test)))
 

@@ -275,17 +275,17 @@ def test_evaluate_corruptions_covers_every_run(tmp_path, data, three_class_c):
                                    "synthetic_per_class": 8, "synthetic_classes": 3,
                                    "device": "cpu"})
     with pytest.raises(IncompleteRunError, match="not trained yet"):
-        evaluate_corruptions(params, data, three_class_c)
+        evaluate_corruptions(params, "paper", data, three_class_c)
     for run in params.runs():
         train(run.config)
-    df = evaluate_corruptions(params, data, three_class_c, corruptions=("fog",),
+    df = evaluate_corruptions(params, "paper", data, three_class_c, corruptions=("fog",),
                               severities=(1, 5))
     assert list(df.columns) == ["variant", "seed", *CORRUPTION_COLUMNS]
     assert list(zip(df.variant, df.severity, strict=True)) == [
         ("baseline", 1), ("baseline", 5), ("im", 1), ("im", 5)]
-    model, _ = load_model(params.train_dir("im", 0) / "best.pt", "cpu")
+    model, _ = load_model(params.train_dir("paper", "im", 0) / "best.pt", "cpu")
     expected = corruption_metrics(model, three_class_c, data.mean, data.std, ("fog",), (1, 5))
     pd.testing.assert_frame_equal(df[df.variant == "im"].drop(columns=["variant", "seed"])
                                   .reset_index(drop=True), expected)
     with pytest.raises(FileNotFoundError, match="snow.npy is missing"):
-        evaluate_corruptions(params, data, three_class_c, corruptions=("snow",))
+        evaluate_corruptions(params, "paper", data, three_class_c, corruptions=("snow",))

@@ -228,20 +228,20 @@ def study(tmp_path_factory):
     for run in params.runs():
         train(run.config)
     data = params.load_data()
-    settings = dataclasses.replace(eval_settings(params), levels=(0.0, 0.5))
-    return params, data, evaluate_study(params, data, settings)
+    settings = dataclasses.replace(eval_settings(params, "paper"), levels=(0.0, 0.5))
+    return params, data, evaluate_study(params, "paper", data, settings)
 
 
 def test_evaluate_study_tables(study):
     params, data, results = study
     assert list(results.clean.variant) == ["baseline", "im"]
     assert (results.clean.seed == 0).all()
-    model, _ = load_model(RunFiles(params.train_dir("im", 0)).best, "cpu")
+    model, _ = load_model(RunFiles(params.train_dir("paper", "im", 0)).best, "cpu")
     row = results.clean[results.clean.variant == "im"].iloc[0]
     probs = by_hand(model, data.x_test.float() / 255, data)
     # The temperature, fitted here on the run's holdout images by scipy's bounded search on
     # the NLL, and the ECE of the test predictions it scales (torchmetrics).
-    config = params.train_config("im", 0)
+    config = params.train_config("paper", "im", 0)
     _, holdout = holdout_split(data.y_train, config.holdout_fraction, config.seed)
     held_out = by_hand(model, data.x_train[holdout].float() / 255, data).double().log()
 
@@ -297,9 +297,9 @@ def test_a_study_is_evaluated_with_its_own_nmi_bins_and_batch(tmp_path, monkeypa
 
     real_predict = evaluate_module._predict
     monkeypatch.setattr(evaluate_module, "_predict", recording)
-    settings = dataclasses.replace(eval_settings(params), kinds=("diffusion", "blur"),
+    settings = dataclasses.replace(eval_settings(params, "paper"), kinds=("diffusion", "blur"),
                                    levels=(0.5,), orders=("degrade_first",))
-    results = evaluate_study(params, data, settings)
+    results = evaluate_study(params, "paper", data, settings)
     assert set(batches) == {7}
     assert results.eval_settings.nmi_bins == 32
     clean = data.x_test.float() / 255
@@ -315,7 +315,7 @@ def test_order_free_kinds_are_computed_once_and_equal_a_direct_sweep(study):
     what sweeping the normalised images directly gives (the degradations are linear with rows
     summing to 1 and never clamp)."""
     params, data, results = study
-    model, _ = load_model(RunFiles(params.train_dir("im", 0)).best, "cpu")
+    model, _ = load_model(RunFiles(params.train_dir("paper", "im", 0)).best, "cpu")
     ours = results.sweeps.query("variant == 'im' and order == 'normalize_first'")
     ours = ours.drop(columns=["variant", "seed"]).reset_index(drop=True)
     direct = sweep_model(model, data, EvalSettings(levels=(0.0, 0.5),
@@ -341,7 +341,7 @@ def test_evaluate_study_refuses_runs_trained_with_other_settings(study):
     params, data, _ = study
     other = tiny_study(params.runs_root.parent, lr=0.01)
     with pytest.raises(IncompleteRunError, match="lr"):
-        evaluate_study(other, data)
+        evaluate_study(other, "paper", data)
 
 
 def test_evaluate_study_refuses_an_unfinished_run(study, tmp_path):
@@ -351,7 +351,7 @@ def test_evaluate_study_refuses_an_unfinished_run(study, tmp_path):
     train(run.config)
     RunFiles(run.dir).result.unlink()  # as if killed before the end
     with pytest.raises(IncompleteRunError, match="unfinished"):
-        evaluate_study(unfinished, data)
+        evaluate_study(unfinished, "paper", data)
 
 
 def test_the_study_holds_both_orders_and_saves_them(study, tmp_path):
@@ -376,7 +376,7 @@ def copied_study(study, root):
     params, data, _ = study
     shutil.copytree(params.runs_root / "train", root / "runs" / "train")
     copy = tiny_study(root)
-    settings = dataclasses.replace(eval_settings(copy), levels=(0.0, 0.5),
+    settings = dataclasses.replace(eval_settings(copy, "paper"), levels=(0.0, 0.5),
                                    orders=("degrade_first",))
     return copy, data, settings
 
@@ -389,73 +389,75 @@ def digests(folder):
 def test_a_saved_evaluation_is_reused_and_only_a_changed_run_evaluated_again(study, tmp_path,
                                                                              capsys):
     params, data, settings = copied_study(study, tmp_path)
-    first = update_evaluation(params, data, settings)
+    folder = params.eval_dir("paper")
+    first = update_evaluation(params, "paper", data, settings)
     assert "evaluated 2 models (no saved evaluation in" in capsys.readouterr().out
-    before = digests(params.eval_dir)
-    again = update_evaluation(params, data, settings)
-    assert f"reused 2 of 2 models from {params.eval_dir}" in capsys.readouterr().out
-    assert digests(params.eval_dir) == before  # nothing written
+    before = digests(folder)
+    again = update_evaluation(params, "paper", data, settings)
+    assert f"reused 2 of 2 models from {folder}" in capsys.readouterr().out
+    assert digests(folder) == before  # nothing written
     pd.testing.assert_frame_equal(again.sweeps, first.sweeps)
 
     im = next(run for run in params.runs() if run.variant == "im")
     retrained(im.dir)
-    partial = update_evaluation(params, data, settings)
+    partial = update_evaluation(params, "paper", data, settings)
     said = capsys.readouterr().out.strip()
     assert said.endswith("reused 1 of 2 models from "
-                         f"{params.eval_dir}, re-evaluated 1 (im seed 0: its checkpoint changed "
+                         f"{folder}, re-evaluated 1 (im seed 0: its checkpoint changed "
                          "since it was evaluated (trained again?))"), said
     assert len(said.splitlines()) == 1
-    assert digests(params.eval_dir)["meta.json"] != before["meta.json"]
+    assert digests(folder)["meta.json"] != before["meta.json"]
     # The rows of the partial re-evaluation are those a full evaluation gives.
-    full = evaluate_study(params, data, settings)
+    full = evaluate_study(params, "paper", data, settings)
     save_results(full, tmp_path / "full")
     full = load_results(tmp_path / "full")
     for table in ("clean", "sweeps", "reliability", "per_image"):
         pd.testing.assert_frame_equal(getattr(partial, table), getattr(full, table))
     assert partial.runs == full.runs  # the new checkpoint's digest recorded
     assert not partial.clean.equals(first.clean)  # im's model did change
-    assert stale_runs(load_results(params.eval_dir).runs, params) == {}
+    assert stale_runs(load_results(folder).runs, params, "paper") == {}
 
 
 def test_other_evaluation_settings_evaluate_every_model_again(study, tmp_path, capsys):
     params, data, settings = copied_study(study, tmp_path)
-    update_evaluation(params, data, settings)
+    update_evaluation(params, "paper", data, settings)
     capsys.readouterr()
-    update_evaluation(params, data, dataclasses.replace(settings, batch_size=5))
+    update_evaluation(params, "paper", data, dataclasses.replace(settings, batch_size=5))
     assert "reused 2 of 2" in capsys.readouterr().out  # the batch changes no number
-    update_evaluation(params, data, dataclasses.replace(settings, sweep_seed=1))
-    assert ("evaluated 2 models (the one in "
-            f"{params.eval_dir} was made with other sweep_seed)") in capsys.readouterr().out
+    update_evaluation(params, "paper", data, dataclasses.replace(settings, sweep_seed=1))
+    folder = params.eval_dir("paper")
+    assert (f"evaluated 2 models (the one in {folder} was made with other sweep_seed)"
+            in capsys.readouterr().out)
     with pytest.raises(ValueError, match="settings must be an imlib.results.EvalSettings"):
-        update_evaluation(params, data, {"sweep_seed": 1})
+        update_evaluation(params, "paper", data, {"sweep_seed": 1})
 
 
 def test_a_checkpoint_from_another_run_is_refused_before_anything_is_written(study, tmp_path):
     params, data, settings = copied_study(study, tmp_path)
-    update_evaluation(params, data, settings)
-    before = digests(params.eval_dir)
-    baseline, im = (RunFiles(params.train_dir(v, 0)) for v in ("baseline", "im"))
+    update_evaluation(params, "paper", data, settings)
+    before = digests(params.eval_dir("paper"))
+    baseline, im = (RunFiles(params.train_dir("paper", v, 0)) for v in ("baseline", "im"))
     shutil.copy(baseline.best, im.best)
     with pytest.raises(IncompleteRunError, match=rf"run {im.folder}: best.pt holds another "
                        r"run's model \(variant 'baseline'; this folder's run has variant 'im'\)"):
-        update_evaluation(params, data, settings)
+        update_evaluation(params, "paper", data, settings)
     with pytest.raises(IncompleteRunError, match="another run's model"):
-        evaluate_study(params, data, settings)
-    assert digests(params.eval_dir) == before
+        evaluate_study(params, "paper", data, settings)
+    assert digests(params.eval_dir("paper")) == before
 
 
 def test_a_checkpoint_that_is_not_the_one_its_result_records_is_refused(study, tmp_path):
     params, data, settings = copied_study(study, tmp_path)
-    files = RunFiles(params.train_dir("im", 0))
+    files = RunFiles(params.train_dir("paper", "im", 0))
     result = json.loads(files.result.read_text())
     result["best_sha256"] = hashlib.sha256(files.best.read_bytes()).hexdigest()
     files.result.write_text(json.dumps(result))
-    update_evaluation(params, data, settings)  # the recorded digest matches: accepted
+    update_evaluation(params, "paper", data, settings)  # the recorded digest matches: accepted
     result["best_sha256"] = "0" * 64
     files.result.write_text(json.dumps(result))
     with pytest.raises(IncompleteRunError, match=rf"run {files.folder}: best.pt is not the file "
                        r"this run wrote \(its sha256 differs"):
-        update_evaluation(params, data, settings)
+        update_evaluation(params, "paper", data, settings)
 
 
 def test_a_failed_save_leaves_the_old_evaluation_whole(study, tmp_path, monkeypatch):
@@ -616,9 +618,9 @@ def test_the_per_image_table_averages_to_the_clean_metrics_and_the_sweeps(study,
 
     params, data, _ = study
     # diffusion depends on the order, mosaic does not (computed in the first order, copied)
-    settings = dataclasses.replace(eval_settings(params), kinds=("diffusion", "mosaic"),
+    settings = dataclasses.replace(eval_settings(params, "paper"), kinds=("diffusion", "mosaic"),
                                    levels=(0.0, 0.2, 0.8), orders=orders)
-    results = evaluate_study(params, data, settings)
+    results = evaluate_study(params, "paper", data, settings)
     table = results.per_image
     assert list(table.columns) == list(PER_IMAGE_COLUMNS) and len(table) == 2 * len(data.y_test)
     if orders == ("normalize_first",):

@@ -45,17 +45,17 @@ def test_every_protocol_and_variant_finished_training(study):
     assert params.protocols == ("paper", "reference-code")
     for protocol in params.protocols:
         for variant in params.variants_for(protocol):
-            path = params.for_protocol(protocol).train_dir(variant, 0) / "result.json"
+            path = params.train_dir(protocol, variant, 0) / "result.json"
             result = json.loads(path.read_text())
             assert result["completed"] and result["config"]["epochs"] == TINY["epochs"]
-    im_code = params.for_protocol("reference-code").train_config("im", 0)
+    im_code = params.train_config("reference-code", "im", 0)
     assert (im_code.lr, im_code.batch_size, im_code.base_augment) == (5e-4, 128, False)
 
 
 def test_clean_metrics_are_above_chance_and_in_range(study):
     params, _ = study
-    clean = load_results(params.eval_dir).clean
-    assert set(clean["variant"]) == set(params.variants_for(params.protocol))
+    clean = load_results(params.eval_dir("paper")).clean
+    assert set(clean["variant"]) == set(params.variants_for("paper"))
     chance = 1 / params.num_classes
     assert (clean["top1"] > chance + 0.1).all(), clean
     assert ((clean["ece"] >= 0) & (clean["ece"] <= 1)).all()
@@ -63,7 +63,7 @@ def test_clean_metrics_are_above_chance_and_in_range(study):
 
 def test_sweeps_hold_confidences_in_range_and_nmi_falling_with_level(study):
     params, _ = study
-    sweeps = load_results(params.eval_dir).sweeps
+    sweeps = load_results(params.eval_dir("paper")).sweeps
     assert sweeps["confidence"].between(0, 1).all() and sweeps["accuracy"].between(0, 1).all()
     assert set(sweeps["order"]) == {"degrade_first", "normalize_first"}
     shown = sweeps[(sweeps["subset"] == "all") & (sweeps["order"] == "degrade_first")]
@@ -75,15 +75,16 @@ def test_sweeps_hold_confidences_in_range_and_nmi_falling_with_level(study):
 
 @pytest.mark.parametrize("protocol", ["paper", "reference-code"])
 def test_the_paper_figures_and_table_are_written(study, protocol):
-    params = study[0].for_protocol(protocol)
-    written = {p.name for p in params.figures.iterdir()}
+    params = study[0]
+    folder = params.figures(protocol)
+    written = {p.name for p in folder.iterdir()}
     for prefix in ("fig1_", "fig2_", "fig3_", "fig4_", "fig5_", "class_information_vs_nmi"):
         files = [name for name in written if name.startswith(prefix) and name.endswith(".png")]
         assert files, f"no {prefix}*.png in {sorted(written)}"
-        assert all((params.figures / f).stat().st_size > 10_000 for f in files)
-    table = pd.read_csv(params.figures / "table1.csv")
+        assert all((folder / f).stat().st_size > 10_000 for f in files)
+    table = pd.read_csv(folder / "table1.csv")
     assert len(table) == len(params.variants_for(protocol))
-    assert "Top-1 Acc (%)" in (params.figures / "table1.md").read_text()
+    assert "Top-1 Acc (%)" in (folder / "table1.md").read_text()
 
 
 def test_the_reproduction_report_ran_every_section(study):
@@ -115,7 +116,7 @@ def test_the_reproduction_report_ran_every_section(study):
 def test_every_stage_used_the_runs_nmi_bins(study):
     """TINY trains with 32 bins: the sweeps' NMI is nmi(..., bins=32) of the same images."""
     params, _ = study
-    results = load_results(params.eval_dir, params)
+    results = load_results(params.eval_dir("paper"), params, "paper")
     assert results.eval_settings.nmi_bins == 32
     data = params.load_data()
     rows = results.sweeps.query("order == 'degrade_first' and subset == 'all' "
@@ -162,7 +163,7 @@ def test_the_unrolled_step_and_the_static_explorer_are_shown(study):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_figures_redraw_on_a_machine_without_the_gpu_the_profile_names(study):
     params, overrides = study
-    figure = params.figures / "fig1_training_curves.png"
+    figure = params.figures("paper") / "fig1_training_curves.png"
     before = figure.stat().st_mtime_ns
     run("smoke", {**overrides, "device": "cuda", "protocols": ["paper"]}, only=["05_figures"],
         log_output=False)
@@ -173,7 +174,7 @@ def _digests(params) -> dict[str, str]:
     """The sha256 of every file of every protocol's evaluation folder."""
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
             for protocol in params.protocols
-            for p in sorted(params.for_protocol(protocol).eval_dir.rglob("*")) if p.is_file()}
+            for p in sorted(params.eval_dir(protocol).rglob("*")) if p.is_file()}
 
 
 def _rerun_04(params, overrides) -> str:
@@ -194,7 +195,7 @@ def test_notebook_04_reuses_the_saved_evaluation_and_redoes_only_a_retrained_run
         assert f"evaluation, {protocol} protocol: reused {n} of {n} models" in said
     assert _digests(params) == before  # nothing rewritten
 
-    retrained(params.train_dir("im", 0))  # the paper protocol's IM run
+    retrained(params.train_dir("paper", "im", 0))
     said = _rerun_04(params, overrides)
     n = models["paper"]
     assert (f"evaluation, paper protocol: reused {n - 1} of {n} models from "
@@ -203,6 +204,6 @@ def test_notebook_04_reuses_the_saved_evaluation_and_redoes_only_a_retrained_run
     assert f"evaluation, reference-code protocol: reused {n} of {n}" in said
     after = _digests(params)
     changed = {path for path in before if after.get(path) != before[path]}
-    paper = str(params.for_protocol("paper").eval_dir)
+    paper = str(params.eval_dir("paper"))
     assert changed and all(path.startswith(paper) for path in changed)
-    load_results(params.eval_dir, params)  # current again
+    load_results(params.eval_dir("paper"), params, "paper")  # current again

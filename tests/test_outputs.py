@@ -52,7 +52,7 @@ def test_each_folder_records_its_profile_runs_dir_and_writer(tmp_path, monkeypat
     params, run = one_run(tmp_path)
     runs_dir = str((tmp_path / "runs").resolve())
     expected = {run.dir: "03_training", params.nmi_dir: "02_nmi_validation",
-                params.eval_dir: "04_evaluation", params.figures: "05_figures",
+                params.eval_dir("paper"): "04_evaluation", params.figures("paper"): "05_figures",
                 tmp_path / "runs" / "notebooks": "run_all.sh", tmp_path / "runs": "run_all.sh"}
     for folder, writer in expected.items():
         assert created_record(folder) == {"profile": "smoke", "runs_dir": runs_dir,
@@ -151,7 +151,7 @@ def test_fresh_refuses_a_folder_that_holds_another_notebooks_folders(tmp_path, m
     matter): the record of the run inside names 03, so nothing is deleted."""
     fake_executions(monkeypatch)
     params, _ = one_run(tmp_path)
-    inside = params.figures / "seed0"
+    inside = params.figures("paper") / "seed0"
     mark_created(inside, "smoke", params.runs_root, "03_training")
     before = every_file(tmp_path)
     err = one_line_refusal(capsys, pipeline.main(["--fresh", "--only", "05_figures", *ONE_RUN,

@@ -28,7 +28,7 @@ def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
     assert {"smoke", "cpu", "paper"} <= set(profiles())
     smoke = load_params("smoke")
     assert smoke.training.dataset == "synthetic" and smoke.training.model == "small_cnn"
-    out_dir = smoke.train_config("im", 0).out_dir
+    out_dir = smoke.train_config("paper", "im", 0).out_dir
     assert out_dir.endswith(os.path.join("train", "paper", "im", "seed0"))
 
 
@@ -356,7 +356,7 @@ def test_fresh_never_deletes_the_users_files_in_folders_that_existed_before(
     assert pipeline.main(args) == 0  # creates and marks the folders it writes that were missing
     params = load_params("smoke", {"runs_dir": str(runs_dir), "protocols": ["paper"],
                                    "figures_dir": str(tmp_path / "myfigs")})
-    made_by_the_run = params.train_dir("ls", 0)
+    made_by_the_run = params.train_dir("paper", "ls", 0)
     assert created_by(made_by_the_run) == "smoke"
     (made_by_the_run / "last.pt").write_text("a checkpoint")
     assert pipeline.main(["--fresh", *args]) == 0
@@ -389,7 +389,7 @@ def test_two_profiles_sharing_a_folder_are_refused_and_the_others_runs_survive(
     # The paper profile's figures redrawn into the shared folder (no GPU or data needed) ...
     assert pipeline.main(["--profile", "paper", "--only", "05_figures", *shared]) == 0
     paper = load_params("paper", {"runs_dir": str(tmp_path / "shared")})
-    theirs = paper.figures / "fig1_training_curves.png"
+    theirs = paper.figures("paper") / "fig1_training_curves.png"
     theirs.write_text("paper's figure")
     (paper.runs_root / "notebooks" / "05_figures.ipynb").write_text("paper's notebook")
     before = every_file(tmp_path)
@@ -422,22 +422,21 @@ def test_fresh_deletes_only_the_selected_protocols_marked_folders(fake_checkout,
     root = smoke.runs_root
     unselected_seed = root / "train" / "paper" / "im" / "seed7"
     mark_created(unselected_seed, "smoke", root, "03_training")
-    unmarked = smoke.train_dir("baseline", smoke.seeds[0])
+    unmarked = smoke.train_dir("paper", "baseline", smoke.seeds[0])
     (unmarked / ".imlib-created").unlink()
     stale = unmarked / ".last.pt.abcd1234.tmp"
     stale.write_bytes(b"half a checkpoint")
 
     pipeline.run("smoke", {"protocols": ["paper"]}, fresh=True)
 
-    paper = smoke.for_protocol("paper")
     redone = [run.dir for run in smoke.runs("paper") if run.dir != unmarked]
-    redone += [paper.eval_dir, paper.figures, smoke.nmi_dir, root / "notebooks"]
+    redone += [smoke.eval_dir("paper"), smoke.figures("paper"), smoke.nmi_dir, root / "notebooks"]
     # deleted, then made again (empty, marked) for the notebooks to write
     assert not any((folder / "result.json").exists() for folder in redone)
     assert all(created_by(folder) == "smoke" for folder in redone)
     kept = [run.dir for run in smoke.runs("reference-code")]
-    kept += [smoke.for_protocol("reference-code").eval_dir,
-             smoke.for_protocol("reference-code").figures, cpu_run, unselected_seed, unmarked]
+    kept += [smoke.eval_dir("reference-code"), smoke.figures("reference-code"), cpu_run,
+             unselected_seed, unmarked]
     assert all((folder / "result.json").exists() for folder in kept
                if folder not in (cpu_run, unselected_seed))
     assert created_by(cpu_run) == "cpu" and created_by(unselected_seed) == "smoke"
@@ -459,7 +458,7 @@ def test_fresh_only_deletes_what_that_notebook_writes(fake_checkout, monkeypatch
     smoke = load_params("smoke")
     folders = make_outputs(smoke)
     pipeline.run("smoke", fresh=True, only=[only])
-    under = {"figures": smoke.figures.parent, "eval": smoke.runs_root / "eval",
+    under = {"figures": smoke.figures_root, "eval": smoke.runs_root / "eval",
              "train": smoke.runs_root / "train"}.get(removed)
     for folder in folders:
         assert (folder / "result.json").exists() == (under not in folder.parents), folder
@@ -481,7 +480,7 @@ def test_only_the_plain_run_draws_the_tracked_readme_figures(fake_checkout, monk
     tracked.write_text("the committed figure")
 
     def notebook_05(source, params, overrides, log_output):
-        figures = load_params(params.profile, overrides).figures  # as the notebook loads them
+        figures = load_params(params.profile, overrides).figures("paper")  # as 05 loads them
         (figures / "confidence_vs_nmi.png").write_text(f"drawn with {overrides}")
 
     monkeypatch.setattr(pipeline, "execute", notebook_05)
@@ -509,7 +508,7 @@ def test_each_override_is_echoed_as_given_and_as_applied(tmp_path, monkeypatch, 
     assert lines[:4] == ["-p protocols [paper] -> protocols = [paper]", "-p lr 2e-3 -> lr = 0.002",
                          "-p seeds [0,1] -> seeds = [0, 1]", "-p amp TRUE -> amp = true"]
     assert load_params("smoke", {"protocols": ["paper"], "lr": 2e-3}).train_config(
-        "im", 0).lr == 0.002
+        "paper", "im", 0).lr == 0.002
 
 
 # --- one run of a profile at a time ---------------------------------------------------------

@@ -62,7 +62,7 @@ def clean_table(values: dict[str, list[float]]) -> pd.DataFrame:
 
 def results_of(params) -> EvalResults:
     """Small tables in the saved layout for the runs of ``params``, with their settings."""
-    runs = params.runs(params.protocol)
+    runs = params.runs("paper")
     clean = clean_table({run.variant: [0.5] for run in runs})
     sweeps = pd.DataFrame([{"variant": run.variant, "seed": run.seed, "kind": "blur",
                             "level": 0.0, "subset": "all", "order": "degrade_first",
@@ -76,7 +76,7 @@ def results_of(params) -> EvalResults:
     for run in runs:  # stand-ins for the checkpoints the evaluation read
         RunFiles(run.dir).folder.mkdir(parents=True, exist_ok=True)
         RunFiles(run.dir).best.write_bytes(f"weights of {run.name}".encode())
-    settings = {"dataset": "synthetic", **eval_settings(params).to_dict()}
+    settings = {"dataset": "synthetic", **eval_settings(params, "paper").to_dict()}
     return EvalResults(clean, sweeps, reliability, per_image, settings,
                        runs=[run_record(run.config, RunFiles(run.dir).best) for run in runs])
 
@@ -87,17 +87,19 @@ def results_of(params) -> EvalResults:
 def test_results_round_trip(tmp_path):
     params = tiny_study(tmp_path)
     results = results_of(params)
-    save_results(results, params.eval_dir, params={"profile": params.profile})
-    loaded = load_results(params.eval_dir, params)
+    save_results(results, params.eval_dir("paper"), params={"profile": params.profile})
+    loaded = load_results(params.eval_dir("paper"), params, "paper")
     for name, columns in (("clean", CLEAN_COLUMNS), ("sweeps", SWEEP_COLUMNS),
                           ("reliability", RELIABILITY_COLUMNS)):
         pd.testing.assert_frame_equal(getattr(loaded, name), getattr(results, name)[list(columns)])
     assert loaded.settings == results.settings and loaded.runs == results.runs
-    meta = json.loads((params.eval_dir / "meta.json").read_text())
+    meta = json.loads((params.eval_dir("paper") / "meta.json").read_text())
     assert meta["params"] == {"profile": "smoke"} and "git_commit" in meta["provenance"]
     assert meta["runs"][1]["variant"] == "im" and meta["runs"][1]["epochs"] == 2
     with pytest.raises(FileNotFoundError, match="04_evaluation"):
         load_results(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="params and protocol together: give both"):
+        load_results(params.eval_dir("paper"), params)  # which protocol's runs to check?
 
 
 @pytest.mark.parametrize(("change", "match"), [
@@ -108,18 +110,18 @@ def test_results_round_trip(tmp_path):
 ])
 def test_a_stale_evaluation_is_refused_naming_the_fix(tmp_path, change, match):
     params = tiny_study(tmp_path)
-    save_results(results_of(params), params.eval_dir)
+    save_results(results_of(params), params.eval_dir("paper"))
     asked = tiny_study(tmp_path, **change)
     with pytest.raises(ValueError, match=match) as info:
-        load_results(asked.eval_dir, asked)
+        load_results(asked.eval_dir("paper"), asked, "paper")
     assert "./run_all.sh --only 04_evaluation" in str(info.value)
-    assert str(asked.eval_dir) in str(info.value)
+    assert str(asked.eval_dir("paper")) in str(info.value)
 
 
 def test_the_device_does_not_make_an_evaluation_stale(tmp_path):
     params = tiny_study(tmp_path)
-    save_results(results_of(params), params.eval_dir)
-    load_results(params.eval_dir, tiny_study(tmp_path, device="auto"))
+    save_results(results_of(params), params.eval_dir("paper"))
+    load_results(params.eval_dir("paper"), tiny_study(tmp_path, device="auto"), "paper")
 
 
 def test_concat_refuses_different_settings(tmp_path):
@@ -138,7 +140,7 @@ REMAKE = "./run_all.sh --only 04_evaluation"
 def saved(root, **overrides):
     """A tiny study whose evaluation tables are saved; its params."""
     params = tiny_study(root, **overrides)
-    save_results(results_of(params), params.eval_dir)
+    save_results(results_of(params), params.eval_dir("paper"))
     return params
 
 
@@ -151,10 +153,10 @@ def refusal(call) -> str:
 def test_a_table_cut_short_is_refused_naming_it(tmp_path):
     """Whole rows missing (the file still parses): 3 of 11 verdicts flipped on such a file."""
     params = saved(tmp_path)
-    path = params.eval_dir / "sweeps.csv"
+    path = params.eval_dir("paper") / "sweeps.csv"
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
-    for call in (lambda: load_results(params.eval_dir), lambda: load_results(params.eval_dir,
-                                                                              params)):
+    folder = params.eval_dir("paper")
+    for call in (lambda: load_results(folder), lambda: load_results(folder, params, "paper")):
         message = refusal(call)
         assert f"{path} is not the file meta.json records" in message and REMAKE in message
         assert "\n" not in message
@@ -163,10 +165,10 @@ def test_a_table_cut_short_is_refused_naming_it(tmp_path):
 def test_a_table_cut_mid_row_is_refused(tmp_path):
     """A row cut in the middle reads as NaN cells (Table 1 printed `nan`)."""
     params = saved(tmp_path)
-    path = params.eval_dir / "clean_metrics.csv"
+    path = params.eval_dir("paper") / "clean_metrics.csv"
     path.write_bytes(path.read_bytes()[:-9])
     assert pd.read_csv(path).isna().any().any()  # what a reader would have taken
-    assert str(path) in refusal(lambda: load_results(params.eval_dir, params))
+    assert str(path) in refusal(lambda: load_results(params.eval_dir("paper"), params, "paper"))
 
 
 def test_an_evaluation_killed_while_saving_leaves_the_old_one(tmp_path, monkeypatch):
@@ -185,10 +187,11 @@ def test_an_evaluation_killed_while_saving_leaves_the_old_one(tmp_path, monkeypa
     real_write = results_module.atomic_write_text
     monkeypatch.setattr(results_module, "atomic_write_text", killed_after_one_file)
     with pytest.raises(KeyboardInterrupt):
-        save_results(newer, params.eval_dir)
+        save_results(newer, params.eval_dir("paper"))
     monkeypatch.undo()
-    assert written[0].name == "clean_metrics.csv" and written[0].parent != params.eval_dir
-    assert (load_results(params.eval_dir, params).clean["top1"] != 0.9).all()
+    assert written[0].name == "clean_metrics.csv"
+    assert written[0].parent != params.eval_dir("paper")
+    assert (load_results(params.eval_dir("paper"), params, "paper").clean["top1"] != 0.9).all()
 
 
 @pytest.mark.parametrize(("change", "detail"), [
@@ -201,15 +204,16 @@ def test_an_evaluation_killed_while_saving_leaves_the_old_one(tmp_path, monkeypa
 def test_an_evaluation_made_with_other_settings_is_refused(tmp_path, change, detail):
     saved(tmp_path)
     asked = tiny_study(tmp_path, **change)
-    message = refusal(lambda: load_results(asked.eval_dir, asked))
-    assert detail in message and REMAKE in message and str(asked.eval_dir) in message
+    message = refusal(lambda: load_results(asked.eval_dir("paper"), asked, "paper"))
+    assert detail in message and REMAKE in message and str(asked.eval_dir("paper")) in message
 
 
 def test_an_evaluation_of_checkpoints_trained_again_since_is_refused(tmp_path):
     params = saved(tmp_path)
-    load_results(params.eval_dir, tiny_study(tmp_path, eval_batch_size=7))  # changes no number
+    load_results(params.eval_dir("paper"), tiny_study(tmp_path, eval_batch_size=7),
+                 "paper")  # changes no number
     RunFiles(params.runs()[1].dir).best.write_bytes(b"other weights")
-    message = refusal(lambda: load_results(params.eval_dir, params))
+    message = refusal(lambda: load_results(params.eval_dir("paper"), params, "paper"))
     assert "im seed 0: its checkpoint changed since it was evaluated" in message
 
 
@@ -276,13 +280,13 @@ def test_a_figures_folder_proves_its_files(tmp_path):
 def test_eval_settings_are_the_profiles_and_are_validated(tmp_path):
     params = tiny_study(tmp_path, eval_class=2, nmi_bins=32, im_max_eps=0.8,
                         eval_batch_size=7, eval_degradation="train")
-    settings = eval_settings(params)
+    settings = eval_settings(params, "paper")
     assert (settings.class_index, settings.nmi_bins, settings.max_eps, settings.batch_size) == (
         2, 32, 0.8, 7)
     assert settings.degradation == params.eval_degradation_config
-    assert eval_settings(params.for_protocol("paper")).spread == "others"
+    assert settings.spread == "others"
     reference = tiny_study(tmp_path, protocols=["paper", "reference-code"])
-    assert eval_settings(reference.for_protocol("reference-code")).spread == "all"
+    assert eval_settings(reference, "reference-code").spread == "all"
     assert EvalSettings.from_dict({**settings.to_dict(), "dataset": "synthetic"}) == settings
     for bad, name in (({"nmi_bins": 1}, "nmi_bins"), ({"max_eps": 1.0}, "max_eps"),
                       ({"spread": "some"}, "spread"), ({"orders": ()}, "orders"),
@@ -304,7 +308,7 @@ def trained(tmp_path_factory):
 
 
 def test_load_histories_reads_every_epoch_of_every_run(trained):
-    df = load_histories(trained)
+    df = load_histories(trained, "paper")
     assert list(df.columns[:3]) == ["variant", "seed", "epoch"]
     assert list(df.variant) == ["baseline", "baseline", "im", "im"]
     assert list(df.epoch) == [1, 2, 1, 2] and (df.seed == 0).all()
@@ -316,9 +320,9 @@ def test_load_histories_reads_every_epoch_of_every_run(trained):
 
 def test_load_histories_refuses_runs_the_profile_does_not_ask_for(trained):
     with pytest.raises(IncompleteRunError, match="not trained yet"):
-        load_histories(tiny_study(trained.runs_root.parent, variants=["ls"]))
+        load_histories(tiny_study(trained.runs_root.parent, variants=["ls"]), "paper")
     with pytest.raises(IncompleteRunError, match="epochs"):
-        load_histories(tiny_study(trained.runs_root.parent, epochs=3))
+        load_histories(tiny_study(trained.runs_root.parent, epochs=3), "paper")
 
 
 def test_a_damaged_history_line_is_named(tmp_path):
@@ -329,7 +333,7 @@ def test_a_damaged_history_line_is_named(tmp_path):
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0][: len(lines[0]) // 2], *lines[1:]]) + "\n")
     with pytest.raises(ValueError, match=rf"{path}, line 1: not a JSON record"):
-        load_histories(params)
+        load_histories(params, "paper")
 
 
 def _history_edits():
@@ -359,10 +363,10 @@ def test_a_history_that_does_not_match_the_result_is_refused(trained, tmp_path, 
     for path in (source.config, source.history, source.best, source.last, source.result):
         (RunFiles(run.dir).folder / path.name).write_bytes(path.read_bytes())
     history = RunFiles(run.dir).history
-    load_histories(params)  # the copy is whole
+    load_histories(params, "paper")  # the copy is whole
     history.write_text(edit(history.read_text().splitlines(keepends=True)))
     with pytest.raises(IncompleteRunError, match=str(history)) as refused:
-        load_histories(params)
+        load_histories(params, "paper")
     assert refused.value.reason == "damaged" and "--fresh" in str(refused.value)
 
 

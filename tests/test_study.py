@@ -25,7 +25,7 @@ def test_every_training_field_set_on_the_command_line_reaches_each_run():
                                                        "degrade"}
     assert not untested, f"add a value for {untested}"
     params = load_params("smoke", {**changed, "protocols": ["paper"]})
-    config = params.train_config("im", 1)
+    config = params.train_config("paper", "im", 1)
     for name, value in changed.items():
         expected = tuple(value) if isinstance(value, list) else value
         assert getattr(config, name) == expected, name
@@ -34,9 +34,9 @@ def test_every_training_field_set_on_the_command_line_reaches_each_run():
 
 
 def test_reference_code_protocol_is_the_public_scripts():
-    params = load_params("smoke").for_protocol("reference-code")
+    params = load_params("smoke")
     for variant in params.variants:
-        config = params.train_config(variant, 0)
+        config = params.train_config("reference-code", variant, 0)
         # scripts/train_*.py: all 50,000 images, fp32, batch 128, cosine to 1e-6, best test epoch
         assert config.holdout_fraction == 0 and not config.amp
         assert (config.batch_size, config.schedule, config.eta_min) == (128, "cosine", 1e-6)
@@ -50,12 +50,13 @@ def test_reference_code_protocol_is_the_public_scripts():
 
 def test_paper_protocol_keeps_the_text_and_amp_can_be_turned_off():
     paper = load_params("paper")
-    config = paper.train_config("im", 0)
+    config = paper.train_config("paper", "im", 0)
     assert (config.holdout_fraction, config.selection, config.im_spread) == (0.1, "holdout",
                                                                             "others")
     assert (config.batch_size, config.lr, config.weight_decay, config.epochs) == (256, 1e-3,
                                                                                  1e-4, 100)
-    assert config.amp and not load_params("paper", {"amp": False}).train_config("im", 0).amp
+    unmixed = load_params("paper", {"amp": False}).train_config("paper", "im", 0)
+    assert config.amp and not unmixed.amp
 
 
 def test_the_gpu_profile_loads_on_a_machine_without_a_gpu():
@@ -71,7 +72,20 @@ def test_runs_lists_every_protocol_variant_and_seed_once():
     assert len({r.dir for r in runs}) == len(runs) == 2 * per_seed
     assert {r.protocol for r in params.runs("reference-code")} == {"reference-code"}
     for run in runs:
-        assert run.config == params.for_protocol(run.protocol).train_config(run.variant, run.seed)
+        assert run.config == params.train_config(run.protocol, run.variant, run.seed)
+        assert run.dir == params.train_dir(run.protocol, run.variant, run.seed) == (
+            params.runs_root / "train" / run.protocol / run.variant / f"seed{run.seed}")
+
+
+def test_a_protocol_the_study_does_not_select_is_refused_by_name():
+    params = load_params("smoke", {"protocols": ["reference-code"]})
+    for call in (lambda: params.train_config("paper", "im", 0),
+                 lambda: params.train_dir("paper", "im", 0), lambda: params.eval_dir("paper"),
+                 lambda: params.figures("paper"), lambda: params.runs("paper")):
+        with pytest.raises(ValueError, match=r"^protocol must be one of the study's protocols "
+                                             r"\['reference-code'\], got 'paper'$"):
+            call()
+    assert params.eval_dir("reference-code") == params.runs_root / "eval" / "reference-code"
 
 
 @pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("-2.5E+2", -250.0), ("3", 3),
@@ -139,7 +153,8 @@ def test_an_override_the_reference_code_protocol_would_replace_is_refused(name, 
     with pytest.raises(ValueError, match=f"^{name} .*: the reference-code protocol pins {name} "
                                          r"\(.*-p protocols \"\[paper\]\"$"):
         load_params("smoke", {name: value})
-    config = load_params("smoke", {name: value, "protocols": ["paper"]}).train_config("im", 0)
+    config = load_params("smoke", {name: value, "protocols": ["paper"]}).train_config(
+        "paper", "im", 0)
     assert getattr(config, name) == value
 
 
@@ -174,14 +189,15 @@ def test_the_profile_is_not_an_override_and_a_profile_file_names_itself(tmp_path
 
 def test_figures_go_to_the_runs_folder_unless_the_run_is_plain_or_names_them(tmp_path):
     plain = load_params("smoke")
-    assert plain.figures.parent == study.PROJECT_ROOT / "paper_figures" / "smoke"
+    assert plain.figures_root == study.PROJECT_ROOT / "paper_figures" / "smoke"
     changed = load_params("smoke", {"epochs": 3})
-    assert changed.figures.parent == changed.runs_root / "figures" == (
+    assert changed.figures_root == changed.runs_root / "figures" == (
         study.PROJECT_ROOT / "runs" / "smoke" / "figures")
     moved = load_params("smoke", {"runs_dir": str(tmp_path / "r")})
-    assert moved.figures == tmp_path / "r" / "figures" / "paper"
+    assert moved.figures("paper") == tmp_path / "r" / "figures" / "paper"
+    assert moved.figures("reference-code") == tmp_path / "r" / "figures" / "reference-code"
     named = load_params("smoke", {"epochs": 3, "figures_dir": str(tmp_path / "f")})
-    assert named.figures.parent == tmp_path / "f"
+    assert named.figures_root == tmp_path / "f"
 
 
 # The YAML 1.2.2 specification's examples of the core schema: 2.19 (integers), 2.20 (floats),

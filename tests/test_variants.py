@@ -113,8 +113,8 @@ def test_a_toy_variant_and_kind_run_through_training_evaluation_table1_and_figur
             if run.variant == "half-im":  # eps = (1 - NMI) / 2 > 0 on degraded images
                 assert 0 < history[0]["mean_eps"] < 0.5
         data = params.load_data()
-        settings = dataclasses.replace(eval_settings(params), levels=(0.0, 0.5, 1.0))
-        results = evaluate_study(params, data, settings)
+        settings = dataclasses.replace(eval_settings(params, "paper"), levels=(0.0, 0.5, 1.0))
+        results = evaluate_study(params, "paper", data, settings)
         assert "fade" in set(results.sweeps["kind"])
         faded = results.sweeps[(results.sweeps["kind"] == "fade") & (results.sweeps["level"] == 1)]
         assert (faded["nmi"] < 0.05).all()  # a uniform grey image keeps no information
