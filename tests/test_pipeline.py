@@ -61,9 +61,9 @@ def test_profiles_smoke_cpu_paper_exist_and_validate_offline_fields():
     (["-p", "seeds", "0,1"], r"seeds must be a list, e\.g\. \[0,1\]"),
     # a setting the reference-code protocol pins is not silently replaced
     (["-p", "lr", "2e-3"], r"lr 0\.002: the reference-code protocol pins lr \(baseline, ls: "
-                           r"0\.001; im, level: 0\.0005\).*-p protocols \"\[paper\]\""),
-    (["-p", "batch_size", "64"], r"reference-code protocol pins batch_size \(baseline, ls, im, "
-                                 r"level: 128\)"),
+                           r"0\.001; im: 0\.0005\).*-p protocols \"\[paper\]\""),
+    (["-p", "batch_size", "64"], r"reference-code protocol pins batch_size \(baseline, ls, im: "
+                                 r"128\)"),
     # data sets too small for the holdout or one batch, or too large for this machine's memory
     (["-p", "synthetic_per_class", "1"], "leaves no image per class to hold out"),
     (["-p", "synthetic_per_class", "2"], "leaves 10 training images, fewer than one batch of 128"),
