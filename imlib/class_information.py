@@ -6,19 +6,21 @@ carry, and the prose read from those numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from imlib._checks import check_fraction, check_int
 from imlib.labels import im_eps, true_class_target
-from imlib.results import SWEEP_COLUMNS, check_frame, sort_rows
+from imlib.results import SWEEP_COLUMNS, check_frame, load_results, sort_rows
+from imlib.study import load_params
 from imlib.style import VARIANT_LABELS
 
 __all__ = ["nmi_floor", "NMI_ZERO", "nmi_floor_summary", "CLASS_INFORMATION_COLUMNS",
            "MISCOUNT_MARGIN", "ON_TARGET", "CLEAN_NMI", "class_information", "nmi_miscount",
            "class_information_summary", "training_draws_summary", "claim_figure_reading",
-           "READINGS", "readings_across", "lesson_across"]
+           "READINGS", "readings_across", "lesson_across", "COMPARED_PROFILES",
+           "saved_information"]
 
 
 def nmi_floor(eps: pd.DataFrame, by_level: pd.DataFrame, max_eps: float = 0.9) -> pd.DataFrame:
@@ -412,3 +414,26 @@ def lesson_across(information: Mapping[str, pd.DataFrame],
     return ("Per kind, on the data sets compared (" + ", ".join(names) + "); a reading that "
             "holds on every one is the estimator's and the kind's, one that holds on some "
             "depends on where the data's classes live:\n\n" + "\n".join(lines))
+
+
+# The profiles whose data sets the lesson compares: the embedded set with both cues, the real
+# digits, and the synthetic set with its class in one cue only.
+COMPARED_PROFILES = ("smoke", "digits", "cue-coarse", "cue-fine")
+
+
+def saved_information(profiles: Sequence[str] = COMPARED_PROFILES, protocol: str = "paper"
+                      ) -> dict[str, pd.DataFrame]:
+    """:func:`class_information` of each of ``profiles`` whose plain run (``./run_all.sh
+    --profile NAME``, no ``-p`` options) has saved a whole, current evaluation of ``protocol``
+    on this machine, by profile name; the others are left out (not run here, or stale)."""
+    found = {}
+    for name in profiles:
+        params = load_params(name)
+        if protocol not in params.protocols:
+            continue
+        try:
+            results = load_results(params.eval_dir(protocol), params, protocol)
+        except (ValueError, OSError):  # no evaluation there, or not whole and current
+            continue
+        found[name] = class_information(results.sweeps, params.num_classes)
+    return found

@@ -31,8 +31,9 @@ from IPython.display import Markdown, display
 
 from imlib.io import project_path, provenance
 from imlib.nmi_study import load_nmi_study, sample_images
-from imlib.class_information import (class_information, class_information_summary, nmi_floor,
-                                     nmi_floor_summary)
+from imlib.class_information import (COMPARED_PROFILES, class_information,
+                                     class_information_summary, lesson_across, nmi_floor,
+                                     nmi_floor_summary, readings_across, saved_information)
 from imlib.report import (calibration_estimators, convergence_note, degradation_settings_effect,
                           eval_class_note, order_effect, protocol_comparison, provenance_note,
                           selection_effect, spread_effect, study_banner)
@@ -169,6 +170,24 @@ for protocol, result in results.items():
     display(Markdown(f"**{protocol} protocol**\n\n" + class_information_summary(
         information, result.sweeps, max_eps=result.eval_settings.max_eps,
         spread=result.eval_settings.spread, num_classes=data.num_classes)))
+
+# %% [markdown]
+# **Across data sets.** Whether NMI under- or over-counts depends on the estimator (its floor:
+# pure noise never scores 0) and on where a data set's classes live (a colour that survives
+# blur, or a stroke that does not). The same reading, under the paper protocol, for this run
+# and for the other profiles of the companion whose plain runs saved an evaluation on this
+# machine (`./run_all.sh --profile digits`, `cue-coarse`, `cue-fine`; the smoke set carries its
+# class in a colour edge and a grating, `cue-coarse` in the colour edge only, `cue-fine` in the
+# grating only, the digits are real handwriting):
+
+# %%
+across = saved_information([p for p in COMPARED_PROFILES if p != params.profile])
+if "paper" in results:
+    across = {params.profile: class_information(results["paper"].sweeps, data.num_classes),
+              **across}
+display(readings_across(across) if across else Markdown("No evaluation to compare."))
+Markdown(lesson_across(across) if len(across) > 1 else
+         "No other profile's evaluation is saved on this machine: run one of them to compare.")
 
 # %% [markdown]
 # ## 1 · Learning rate, batch size, schedule, crop + flip, precision (text vs code)

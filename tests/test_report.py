@@ -321,3 +321,17 @@ def test_readings_across_data_sets_say_which_hold_everywhere():
     assert lines["diffusion over-counts"].endswith("on every data set here.")
     with pytest.raises(ValueError, match="information must map"):
         readings_across({})
+
+
+def test_saved_information_leaves_out_profiles_without_a_whole_current_evaluation(tmp_path,
+                                                                                 monkeypatch):
+    from imlib import class_information as module
+    from imlib import study
+
+    # A profile of its own, pointing at an empty runs folder: nothing saved, nothing compared.
+    (tmp_path / "lonely.yaml").write_text(
+        (study.PROFILES_DIR / "smoke.yaml").read_text().replace("profile: smoke", "profile: lonely")
+        .replace("runs/smoke", str(tmp_path / "runs")).replace("paper_figures/smoke",
+                                                               str(tmp_path / "figures")))
+    monkeypatch.setattr(study, "PROFILES_DIR", tmp_path)
+    assert module.saved_information(["lonely"]) == {}
