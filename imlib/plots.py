@@ -2,21 +2,8 @@
 Figure out) or, for the image grids, of plain tensors. Computing lives in :mod:`imlib.evaluate`;
 :mod:`imlib.results` writes and reads the tables used here.
 
-Conventions shared by every figure, so a reader learns them once:
-
-- one colour per variant (``VARIANT_COLORS``) and one colour and marker per degradation kind
-  (``KIND_COLORS``, ``KIND_MARKERS``); the two palettes share no colour, so a colour never means
-  a variant in one figure and a kind in another;
-- accuracies and confidences are in percent (axes marked "%"), on a 0-100 % axis in every
-  panel; NMI, eps, ECE and losses are plain numbers;
-- every title names what the numbers come from: the data set and, for trained models, the
-  training protocol (``dataset`` and ``protocol`` arguments, :func:`imlib.style.source_line`);
-- legends sit outside the axes, never over data; the paper's CIFAR-100 values are drawn only on
-  figures of CIFAR-100 runs;
-- a thick line is the mean over seeds and thin lines are the single seeds (drawn only when there
-  are several); with one seed no "±" or sd appears;
-- reference lines are grey or black: ``CHANCE_LABEL`` (dashed, at 100/K %), the diagonal of
-  perfect calibration, IM's target line.
+Every figure follows the conventions of :mod:`imlib.figure_parts` (one palette, percent axes,
+titles that name the data, legends outside the axes, seeds drawn thin).
 
 Figures are plain ``matplotlib.figure.Figure`` objects, not registered with pyplot: a notebook
 shows one by ending a cell with it, and :func:`save_figure` writes it.

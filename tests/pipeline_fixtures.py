@@ -78,3 +78,14 @@ def make_outputs(params) -> list[Path]:
         (folder / "result.json").write_text("{}")
         folders.append(folder)
     return folders[:-1]  # the executed notebooks' folder apart
+
+
+# A process that holds a folder's lock (imlib.io.exclusive_lock) for two minutes: a run in
+# progress, as another run or --fresh sees it.
+HOLDER = """
+import sys, time
+from imlib.io import exclusive_lock
+with exclusive_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""

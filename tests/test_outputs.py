@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from pipeline_fixtures import every_file, fake_executions, make_outputs, one_line_refusal
+from pipeline_fixtures import HOLDER, every_file, fake_executions, make_outputs, one_line_refusal
 
 import imlib.pipeline as pipeline
 from imlib.io import created_record, mark_created
@@ -107,15 +107,6 @@ def test_fresh_refuses_a_run_whose_job_still_runs_naming_the_command_that_stops_
     live_local_job.wait()
     assert pipeline.main(["--fresh", "--only", "03_training", *ONE_RUN, *folders(tmp_path)]) == 0
     assert not (run.dir / "result.json").exists()  # the job ended: deleted
-
-
-HOLDER = """
-import sys, time
-from imlib.io import exclusive_lock
-with exclusive_lock(sys.argv[1]):
-    print("locked", flush=True)
-    time.sleep(120)
-"""
 
 
 def test_fresh_refuses_a_run_whose_lock_is_held_and_deletes_nothing(tmp_path, monkeypatch,

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import imlib.pipeline as pipeline
-from pipeline_fixtures import (every_file, fake_executions, make_outputs, one_line_refusal,
+from pipeline_fixtures import (HOLDER, every_file, fake_executions, make_outputs, one_line_refusal,
                                tmp_args, tmp_overrides, write_notebooks)
 from imlib import study
 from imlib.execution import NotebookFailed
@@ -512,15 +512,6 @@ def test_each_override_is_echoed_as_given_and_as_applied(tmp_path, monkeypatch, 
 
 
 # --- one run of a profile at a time ---------------------------------------------------------
-
-HOLDER = """
-import sys, time
-from imlib.io import exclusive_lock
-with exclusive_lock(sys.argv[1]):
-    print("locked", flush=True)
-    time.sleep(120)
-"""
-
 
 def test_a_second_run_of_the_same_profile_is_refused_naming_the_first(tmp_path, capsys,
                                                                        no_notebook_runs):
