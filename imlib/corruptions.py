@@ -27,7 +27,8 @@ from imlib.data import ImageData
 from imlib.evaluate import predict
 from imlib.metrics import ece, nll, topk_accuracy
 from imlib.progress import progress
-from imlib.results import check_frame, run_record, sort_rows, write_tables
+from imlib.records import write_tables
+from imlib.results import check_frame, run_record, sort_rows
 from imlib.runs import RunFiles, completed_run, load_model
 
 if TYPE_CHECKING:

@@ -203,13 +203,13 @@ def exclusive_lock(folder: str | Path) -> Iterator[None]:
             lock.truncate(0)
 
 
-_PROJECT = Path(__file__).resolve().parent.parent  # the checkout imlib runs from
+
 
 
 def _git(*args: str) -> bytes | None:
     """The output of ``git args`` in the project root, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", *args], capture_output=True, timeout=10, cwd=_PROJECT)
+        out = subprocess.run(["git", *args], capture_output=True, timeout=10, cwd=PROJECT_ROOT)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout if out.returncode == 0 else None

@@ -34,7 +34,7 @@ from imlib.degradations import (KINDS, LEVELS, TRAIN, DegradationConfig, check_k
                                 check_levels, degrade, random_degrade)
 from imlib.labels import im_eps
 from imlib.nmi import bin_codes, nmi
-from imlib.results import read_tables, write_tables
+from imlib.records import read_tables, write_tables
 from imlib.runs import TrainConfig
 from imlib.train import prepare, training_batch
 

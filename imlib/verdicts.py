@@ -25,7 +25,8 @@ from imlib import intervals
 from imlib.degradations import KINDS
 from imlib.metrics import METRIC_SPECS
 from imlib.paper import PAPER_TABLE1
-from imlib.results import PER_IMAGE_CONDITIONS, write_tables
+from imlib.records import write_tables
+from imlib.results import PER_IMAGE_CONDITIONS
 
 __all__ = ["MIN_SEEDS", "VERDICTS", "QUESTIONS", "Claim", "CLAIM_METRICS", "CLAIMS",
            "VERDICT_COLUMNS", "compare", "verdict_table", "claim_verdicts", "verdict_display",

@@ -37,7 +37,8 @@ from imlib.information_plots import class_information_vs_nmi, confidence_vs_nmi
 from imlib.plots import (clean_metrics_bars, confidence_heatmap, confidence_kinds_overlaid,
                          confidence_per_kind, confidence_vs_level, reliability_diagram,
                          training_curves)
-from imlib.results import load_histories, load_results, write_record, write_table1
+from imlib.records import write_record
+from imlib.results import load_histories, load_results, write_table1
 from imlib.paper import PAPER_TABLE1
 from imlib.class_information import class_information
 from imlib.io import project_path

@@ -25,7 +25,7 @@ LAYERS = (
     ("slurm",),  # asking SLURM: its settings, its cluster, its jobs
     ("launch",),  # where the runs train: this process, local processes, SLURM
     # the study and its results
-    ("study", "results", "nmi_study", "evaluate", "corruptions", "study_evaluation"),
+    ("study", "records", "results", "nmi_study", "evaluate", "corruptions", "study_evaluation"),
     # what a reader sees
     ("thumbnails", "verdicts", "class_information", "report", "figure_parts", "plots",
      "information_plots", "explorer"),

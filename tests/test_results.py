@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-import imlib.results as results_module
+import imlib.records as records_module
 from imlib.metrics import METRICS
+from imlib.records import check_record, read_tables, write_record, write_tables
 from imlib.results import (
     CLEAN_COLUMNS,
     PER_IMAGE_COLUMNS,
@@ -22,20 +23,16 @@ from imlib.results import (
     SWEEP_COLUMNS,
     EvalResults,
     EvalSettings,
-    check_record,
     eval_settings,
     load_histories,
     load_results,
-    read_tables,
     run_provenance,
     run_record,
     save_results,
     summarize,
     table1,
     table1_markdown,
-    write_record,
     write_table1,
-    write_tables,
 )
 from imlib.nmi_study import load_nmi_study, save_nmi_study
 from imlib.runs import IncompleteRunError, RunFiles
@@ -184,8 +181,8 @@ def test_an_evaluation_killed_while_saving_leaves_the_old_one(tmp_path, monkeypa
         written.append(path)
         real_write(text, path)
 
-    real_write = results_module.atomic_write_text
-    monkeypatch.setattr(results_module, "atomic_write_text", killed_after_one_file)
+    real_write = records_module.atomic_write_text
+    monkeypatch.setattr(records_module, "atomic_write_text", killed_after_one_file)
     with pytest.raises(KeyboardInterrupt):
         save_results(newer, params.eval_dir("paper"))
     monkeypatch.undo()
