@@ -83,7 +83,7 @@ def training_curves(histories: pd.DataFrame, *, dataset: str, protocol: str) -> 
     """Fig. 1: loss (nats) and top-1 accuracy (%) per epoch, one line per variant, in one column
     per split: the training batches (degraded, each variant against its own targets), the clean
     test set (what the paper's Fig. 1 shows as "validation") and, when the runs held one out, the
-    clean holdout split. ``histories`` is :func:`imlib.results.load_histories`.
+    clean holdout split. ``histories`` is :func:`imlib.histories.load_histories`.
     """
     check_frame(histories, "histories", ("variant", "seed", "epoch", "train_loss", "train_acc",
                                           "test_loss", "test_acc"))

@@ -38,7 +38,7 @@ def selection_effect(histories: pd.DataFrame) -> pd.DataFrame:
     """Test accuracy of the epoch chosen on the holdout split against the best test accuracy
     over all epochs (choosing the epoch on the test set, as the paper did), per run.
 
-    ``histories``: :func:`imlib.results.load_histories`. Returns per (variant, seed) the
+    ``histories``: :func:`imlib.histories.load_histories`. Returns per (variant, seed) the
     ``holdout_selected`` and ``test_selected`` test accuracies (in %, as every accuracy the
     notebooks show), the ``last`` epoch's, and ``optimism`` = test_selected - holdout_selected
     (percentage points, >= 0 by construction: the bias that selecting on the test set adds).
@@ -207,10 +207,11 @@ def _code(commit: str | None, diff: str | None) -> str:
 
 
 def provenance_note(origins: pd.DataFrame, current: Mapping[str, Any]) -> str:
-    """One Markdown line on where the runs came from (``results.run_provenance``) against the
-    code now (``current``: :func:`imlib.io.provenance`): all from the current code, or which
-    ones were trained by other code, grouped by code. Code with uncommitted changes (an edited
-    tree, which no commit holds) is said so, never called "the current code" of a commit."""
+    """One Markdown line on where the runs came from (:func:`imlib.histories.run_provenance`)
+    against the code now (``current``: :func:`imlib.io.provenance`): all from the current
+    code, or which ones were trained by other code, grouped by code. Code with uncommitted
+    changes (an edited tree, which no commit holds) is said so, never called "the current
+    code" of a commit."""
     commit = current.get("git_commit")
     if commit is None:
         return "The current code is not a git checkout: runs cannot be matched to a commit."

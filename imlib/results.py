@@ -21,8 +21,8 @@ reports read, and how it was made (:class:`EvalSettings`, built from the profile
 Every result folder is written through :mod:`imlib.records` (a completion record every reader
 checks). Every table
 a notebook shows comes from runs that are complete and trained with the settings the profile
-asks for: :func:`load_histories` and :func:`load_results` (given the study) refuse anything
-else.
+asks for: :func:`load_results` (given the study) and :func:`imlib.histories.load_histories`
+refuse anything else.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ from imlib.io import atomic_write_text, file_record
 from imlib.labels import SPREADS
 from imlib.records import RECORD, read_tables, write_tables
 from imlib.metrics import METRIC_SPECS, METRICS, Metric
-from imlib.runs import NEUTRAL_FIELDS, RunFiles, TrainConfig, completed_run, read_history
+from imlib.runs import NEUTRAL_FIELDS, TrainConfig
 from imlib.style import VARIANT_LABELS
 from imlib.variants import VARIANTS
 
 if TYPE_CHECKING:
-    from imlib.study import StudyParams, StudyRun
+    from imlib.study import StudyParams
 
 __all__ = [
     "ORDERS",
@@ -73,8 +73,6 @@ __all__ = [
     "stale_runs",
     "run_settings",
     "run_record",
-    "load_histories",
-    "run_provenance",
 ]
 
 # When images are normalised: after degrading (training's order) | before (the paper's eval script)
@@ -476,41 +474,3 @@ def stale_runs(recorded: Sequence[Mapping[str, Any]], params: StudyParams, proto
                                 key=str):
         problems[variant, seed] = " is not in the profile"
     return problems
-
-
-# --- the runs behind the tables ---------------------------------------------------------------
-
-
-def load_histories(params: StudyParams, protocol: str) -> pd.DataFrame:
-    """Every run's history as one long table: ``variant``, ``seed``, then the history's
-    columns (``epoch``, ``train_loss``, ``train_acc``, ``holdout_*``, ``test_*``...).
-
-    The runs are ``params.runs(protocol)``, the same ones Table 1 is made of: each must
-    be complete, trained with the profile's settings and hold exactly the epochs its result
-    says were trained (:func:`imlib.runs.completed_run` raises naming the run, the file and the
-    fix).
-    """
-    frames = []
-    for run in params.runs(protocol):
-        completed_run(run.config)
-        records = read_history(RunFiles(run.dir).history, run.config.epochs)
-        frames.append(pd.DataFrame(records).assign(variant=run.variant, seed=run.seed))
-    df = pd.concat(frames, ignore_index=True)
-    front = ["variant", "seed"]
-    return df[front + [c for c in df.columns if c not in front]]
-
-
-_PROVENANCE_COLUMNS = ("git_commit", "git_dirty", "git_diff_sha256", "created")
-
-
-def run_provenance(runs: Sequence[StudyRun]) -> pd.DataFrame:
-    """Where each finished run came from: columns ``run`` (protocol/variant/seed), then
-    ``git_commit``, ``git_dirty`` (the code had uncommitted changes), ``git_diff_sha256`` and
-    ``created`` of its result (None where a run recorded no such field), to set beside the
-    current code's :func:`imlib.io.provenance`. Every run must be complete
-    (:func:`imlib.runs.completed_run`)."""
-    rows = []
-    for run in runs:
-        origin = completed_run(run.config).get("provenance") or {}
-        rows.append({"run": run.name, **{k: origin.get(k) for k in _PROVENANCE_COLUMNS}})
-    return pd.DataFrame(rows, columns=["run", *_PROVENANCE_COLUMNS])

@@ -39,7 +39,7 @@ from imlib.launch import train_runs
 from imlib.nmi import nmi
 from imlib.plots import training_curves, variant_targets
 from imlib.report import provenance_note
-from imlib.results import load_histories, run_provenance
+from imlib.histories import load_histories, run_provenance
 from imlib.study import load_params
 from imlib.thumbnails import training_batch_grid
 from imlib.train import clean_images, prepare, training_batch

@@ -38,7 +38,8 @@ from imlib.plots import (clean_metrics_bars, confidence_heatmap, confidence_kind
                          confidence_per_kind, confidence_vs_level, reliability_diagram,
                          training_curves)
 from imlib.records import write_record
-from imlib.results import load_histories, load_results, write_table1
+from imlib.histories import load_histories
+from imlib.results import load_results, write_table1
 from imlib.paper import PAPER_TABLE1
 from imlib.class_information import class_information
 from imlib.io import project_path

@@ -38,7 +38,8 @@ from imlib.report import (calibration_estimators, convergence_note, degradation_
                           eval_class_note, order_effect, protocol_comparison, provenance_note,
                           selection_effect, spread_effect, study_banner)
 from imlib.verdicts import verdict_conclusion, verdict_display, verdict_table, write_verdicts
-from imlib.results import load_histories, load_results, run_provenance, summarize
+from imlib.histories import load_histories, run_provenance
+from imlib.results import load_results, summarize
 from imlib.study import load_params
 
 params = load_params(profile, overrides)

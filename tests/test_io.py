@@ -173,7 +173,7 @@ def test_provenance_records_uncommitted_changes_to_the_code(tmp_path, monkeypatc
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "start")
-    monkeypatch.setattr(io_module, "_PROJECT", repo)
+    monkeypatch.setattr(io_module, "PROJECT_ROOT", repo)
 
     def state() -> tuple:
         record = provenance()
@@ -192,7 +192,7 @@ def test_provenance_records_uncommitted_changes_to_the_code(tmp_path, monkeypatc
     (repo / "imlib" / "train.py").write_text("lr = 1e-3\n")
     (repo / "imlib" / "new.py").write_text("")  # untracked: no tracked code imports it
     assert state() == (commit, False, None)
-    monkeypatch.setattr(io_module, "_PROJECT", tmp_path)  # no checkout at all
+    monkeypatch.setattr(io_module, "PROJECT_ROOT", tmp_path)  # no checkout at all
     assert state() == (None, None, None)
 
 
@@ -237,7 +237,7 @@ def test_only_tracked_code_marks_the_tree_as_edited_and_a_profile_is_recorded_as
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "start")
-    monkeypatch.setattr(io, "_PROJECT", repo)
+    monkeypatch.setattr(io, "PROJECT_ROOT", repo)
     assert io.provenance()["git_dirty"] is False
     mine = repo / "notebooks" / "profiles" / "mine.yaml"
     mine.write_text("epochs: 2\n")

@@ -25,7 +25,8 @@ LAYERS = (
     ("slurm",),  # asking SLURM: its settings, its cluster, its jobs
     ("launch",),  # where the runs train: this process, local processes, SLURM
     # the study and its results
-    ("study", "records", "results", "nmi_study", "evaluate", "corruptions", "study_evaluation"),
+    ("study", "records", "results", "histories", "nmi_study", "evaluate", "corruptions",
+     "study_evaluation"),
     # what a reader sees
     ("thumbnails", "verdicts", "class_information", "report", "figure_parts", "plots",
      "information_plots", "explorer"),

@@ -14,6 +14,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import imlib.records as records_module
+from imlib.histories import load_histories, run_provenance
 from imlib.metrics import METRICS
 from imlib.records import check_record, read_tables, write_record, write_tables
 from imlib.results import (
@@ -24,9 +25,7 @@ from imlib.results import (
     EvalResults,
     EvalSettings,
     eval_settings,
-    load_histories,
     load_results,
-    run_provenance,
     run_record,
     save_results,
     summarize,
