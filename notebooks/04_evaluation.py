@@ -152,9 +152,11 @@ calibrated = estimators.loc["calibrated"]
 Markdown(f"On the calibrated predictions the standard ECE reads {calibrated['ece']:.3f}, close "
          f"to 0 as it should; the paper-script estimator reads {calibrated['ece_paper_script']:.3f}"
          ", a calibration error that is not there, about the size of the paper's whole ECE "
-         "column (0.11 to 0.17). On the overconfident predictions both see the real error. So "
-         "compare the `ECE (paper script)` column with the paper's ECE column (like for like), "
-         "and the `ECE` column with the rest of the literature. The `reference-code` rows choose "
+         "column (0.11 to 0.17). On the overconfident predictions both see the real error. "
+         "These are random predictions of known calibration, not the trained models: whether "
+         "the script's estimator ranks this run's models as the standard ECE does is read in "
+         "notebook 05. So compare the `ECE (paper script)` column with the paper's ECE column "
+         "(like for like), and the `ECE` column with the rest of the literature. The `reference-code` rows choose "
          "each run's best epoch on the test set itself, as the paper did, so their test numbers "
          "are slightly optimistic.")
 

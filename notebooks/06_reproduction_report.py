@@ -173,6 +173,11 @@ for protocol, result in results.items():
         spread=result.eval_settings.spread, num_classes=data.num_classes)))
 
 # %% [markdown]
+# The class measure is the best accuracy any variant keeps, rescaled from chance (0) to clean
+# (1): a share of what can still be recognised. An information-valued measure, 1 − NLL / ln K of
+# the best model, would put both axes in the same units, but it needs each condition's
+# cross-entropy, which the sweeps do not save; accuracy is what the paper's figures show.
+#
 # **Across data sets.** Whether NMI under- or over-counts depends on the estimator (its floor:
 # pure noise never scores 0) and on where a data set's classes live (a colour that survives
 # blur, or a stroke that does not). The same reading, under the paper protocol, for this run
