@@ -28,47 +28,47 @@ __all__ = ["SLURM_SETTINGS", "MIN_TIME_MIN", "PENDING", "RUNNING", "NEVER_STARTS
 MIN_TIME_MIN = 2  # shorter SLURM limits leave no time to train an epoch between two requeues
 
 
-def _text(value: Any) -> bool:
+def _is_name(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _count(minimum: int) -> Callable[[Any], bool]:
+def _is_int_from(minimum: int) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, int) and not isinstance(value, bool) \
         and value >= minimum
 
 
-def _seconds(value: Any) -> bool:
+def _is_positive_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
-def _lines(value: Any) -> bool:
-    return isinstance(value, list) and all(_text(line) for line in value)
+def _is_shell_lines(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_name(line) for line in value)
 
 
-def _options(value: Any) -> bool:
+def _is_sbatch_options(value: Any) -> bool:
     return isinstance(value, dict) and all(
-        _text(k) and isinstance(v, (str, int, float, bool)) for k, v in value.items())
+        _is_name(k) and isinstance(v, (str, int, float, bool)) for k, v in value.items())
 
 
 # The keys of a profile's `slurm` mapping: submitit's SlurmExecutor parameters of the same name
 # (sbatch's options), and imlib's poll_s, checked here so that a typo stops before anything is
 # submitted.
 SLURM_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "time": (_count(MIN_TIME_MIN), f"each job's time limit in minutes, an int >= {MIN_TIME_MIN}"),
-    "partition": (_text, "a partition's name"),
-    "gpus_per_node": (_count(0), "the GPUs of each job, an int >= 0 (default 1 with device "
+    "time": (_is_int_from(MIN_TIME_MIN), f"each job's time limit in minutes, an int >= {MIN_TIME_MIN}"),
+    "partition": (_is_name, "a partition's name"),
+    "gpus_per_node": (_is_int_from(0), "the GPUs of each job, an int >= 0 (default 1 with device "
                                  "cuda, 0 with cpu or auto)"),
-    "cpus_per_task": (_count(1), "the CPU cores of each job, an int >= 1"),
-    "mem": (_text, "the memory of each job, e.g. 32G"),
-    "account": (_text, "an account's name"),
-    "qos": (_text, "a quality of service's name"),
-    "constraint": (_text, "a node feature, e.g. a100"),
-    "exclude": (_text, "nodes to avoid, e.g. node[01-03]"),
-    "setup": (_lines, "a list of shell lines run before each job, e.g. [module load cuda]"),
-    "signal_delay_s": (_count(10), "the seconds before the time limit at which submitit "
+    "cpus_per_task": (_is_int_from(1), "the CPU cores of each job, an int >= 1"),
+    "mem": (_is_name, "the memory of each job, e.g. 32G"),
+    "account": (_is_name, "an account's name"),
+    "qos": (_is_name, "a quality of service's name"),
+    "constraint": (_is_name, "a node feature, e.g. a100"),
+    "exclude": (_is_name, "nodes to avoid, e.g. node[01-03]"),
+    "setup": (_is_shell_lines, "a list of shell lines run before each job, e.g. [module load cuda]"),
+    "signal_delay_s": (_is_int_from(10), "the seconds before the time limit at which submitit "
                                    "requeues the job, an int >= 10 (default: signal_delay_s())"),
-    "poll_s": (_seconds, "the seconds between two looks at the queue, a number > 0 (default 30)"),
-    "additional_parameters": (_options, "a mapping of any other sbatch option to its value, "
+    "poll_s": (_is_positive_number, "the seconds between two looks at the queue, a number > 0 (default 30)"),
+    "additional_parameters": (_is_sbatch_options, "a mapping of any other sbatch option to its value, "
                                         "e.g. {mail-type: END}"),
 }
 
