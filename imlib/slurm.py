@@ -54,22 +54,27 @@ def _is_sbatch_options(value: Any) -> bool:
 # (sbatch's options), and imlib's poll_s, checked here so that a typo stops before anything is
 # submitted.
 SLURM_SETTINGS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "time": (_is_int_from(MIN_TIME_MIN), f"each job's time limit in minutes, an int >= {MIN_TIME_MIN}"),
+    "time": (_is_int_from(MIN_TIME_MIN),
+             f"each job's time limit in minutes, an int >= {MIN_TIME_MIN}"),
     "partition": (_is_name, "a partition's name"),
-    "gpus_per_node": (_is_int_from(0), "the GPUs of each job, an int >= 0 (default 1 with device "
-                                 "cuda, 0 with cpu or auto)"),
+    "gpus_per_node": (_is_int_from(0), "the GPUs of each job, an int >= 0 (default 1 with "
+                                       "device cuda, 0 with cpu or auto)"),
     "cpus_per_task": (_is_int_from(1), "the CPU cores of each job, an int >= 1"),
     "mem": (_is_name, "the memory of each job, e.g. 32G"),
     "account": (_is_name, "an account's name"),
     "qos": (_is_name, "a quality of service's name"),
     "constraint": (_is_name, "a node feature, e.g. a100"),
     "exclude": (_is_name, "nodes to avoid, e.g. node[01-03]"),
-    "setup": (_is_shell_lines, "a list of shell lines run before each job, e.g. [module load cuda]"),
-    "signal_delay_s": (_is_int_from(10), "the seconds before the time limit at which submitit "
-                                   "requeues the job, an int >= 10 (default: signal_delay_s())"),
-    "poll_s": (_is_positive_number, "the seconds between two looks at the queue, a number > 0 (default 30)"),
-    "additional_parameters": (_is_sbatch_options, "a mapping of any other sbatch option to its value, "
-                                        "e.g. {mail-type: END}"),
+    "setup": (_is_shell_lines,
+              "a list of shell lines run before each job, e.g. [module load cuda]"),
+    "signal_delay_s": (_is_int_from(10),
+                       "the seconds before the time limit at which submitit requeues the job, "
+                       "an int >= 10 (default: signal_delay_s())"),
+    "poll_s": (_is_positive_number,
+               "the seconds between two looks at the queue, a number > 0 (default 30)"),
+    "additional_parameters": (_is_sbatch_options,
+                              "a mapping of any other sbatch option to its value, "
+                              "e.g. {mail-type: END}"),
 }
 
 
