@@ -376,6 +376,11 @@ def verdict_conclusion(table: pd.DataFrame) -> str:
             chosen = rows[rows["question"] == question]
             if chosen.empty:
                 continue
+            if (chosen["verdict"] == VERDICTS[-1]).all():
+                parts.append(f"Under the `{protocol}` protocol none "
+                             f"{label.format(n=len(chosen))} is testable (its variants are not "
+                             "trained under it).")
+                continue
             counts = chosen["verdict"].value_counts()
             order = ("reproduced", PARTLY, "contradicted", "inconclusive", VERDICTS[-1])
             summary = ", ".join(f"{counts[v]} {v}" for v in order if v in counts)

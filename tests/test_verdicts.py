@@ -189,6 +189,10 @@ def test_the_conclusion_counts_claims_not_comparisons():
     assert len(paper) < (table["question"] == "paper").sum()  # fewer claims than comparisons
     tested = int((table["verdict"] != "not testable on this data").sum())
     assert f"These rest on {tested} intervals" in conclusion
+    # no control was trained: the companion's questions are named untestable, not counted
+    companion = len(claims[claims["question"] == "companion"])
+    assert (f"none of the companion's {companion} questions is testable (its variants are not "
+            "trained under it)") in conclusion
 
 
 def test_the_conclusion_names_too_few_seeds_and_the_file_is_rewritten(tmp_path):
