@@ -64,6 +64,7 @@ bootstrap
 check_environment
 if [[ "${1:-}" == "test" ]]; then
     shift
+    unset IMLIB_CALLER_CWD  # the tests run the pipeline from folders of their own
     exec "$PY" -m pytest "$@"
 fi
 exec "$PY" -m imlib.pipeline "$@"

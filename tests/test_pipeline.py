@@ -593,13 +593,19 @@ def test_a_slurm_study_validates_on_a_login_node_without_gpu_or_data(monkeypatch
                                                                       offline):
     """The jobs resolve the device and the data where they run; 04 still needs them here."""
     monkeypatch.setenv("IMLIB_DATA", str(tmp_path / "no-cifar-here"))
+    login_node = tmp_path / "bin"  # a login node has SLURM's sbatch
+    login_node.mkdir()
+    (login_node / "sbatch").write_text("#!/bin/sh\nexit 0\n")
+    (login_node / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{login_node}{os.pathsep}{os.environ['PATH']}")
     slurm = {"launcher": "slurm", "slurm": {"time": 60}, **tmp_overrides(tmp_path)}
     params = pipeline.validate("paper", slurm, ["03_training"])
     assert params.training.device == "cuda"
     with pytest.raises(ValueError, match="no CUDA GPU"):
         pipeline.validate("paper", slurm, ["03_training", "04_evaluation"])
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        pipeline.validate("paper", {**slurm, "launcher": "local"}, ["03_training"])
+        pipeline.validate("paper", {**tmp_overrides(tmp_path), "launcher": "local"},
+                          ["03_training"])
 
 
 def test_run_all_sh_names_a_damaged_environment_and_the_command_that_rebuilds_it(tmp_path):

@@ -61,7 +61,8 @@ def sweeps() -> pd.DataFrame:
 
 def make_clean(seeds=SEEDS) -> pd.DataFrame:
     rng = _rng(2)
-    rows = [{"variant": v, "seed": s, **{m: rng.random() for m in METRICS}, "n": 1000}
+    rows = [{"variant": v, "seed": s, **{m: rng.random() for m in METRICS}, "temperature": 1.5,
+             "n": 1000}
             for v in VARIANTS for s in seeds]
     return pd.DataFrame(rows)[list(CLEAN_COLUMNS)]
 
