@@ -314,7 +314,8 @@ def _comparison_text(row: pd.Series) -> str:
     (differences in points), ECE and CE as plain numbers; why, when not testable."""
     if math.isnan(row.difference):
         return f"{row.claim}: not testable ({row.why})"
-    percent = row.metric not in ("ece", "nll", "ece_temperature")
+    spec = METRIC_SPECS.get(row.metric)  # Table 1's metrics say their scale; the rest are rates
+    percent = spec is None or spec.scale == 100
     scale, digits, unit = (100, 1, " pts") if percent else (1, 3, "")
     interval = ("" if math.isnan(row.low)
                 else f" [{scale * row.low:+.{digits}f}, {scale * row.high:+.{digits}f}]")
