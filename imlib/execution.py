@@ -30,7 +30,7 @@ from imlib.outputs import executed_dir, shown
 from imlib.study import StudyParams
 
 __all__ = ["KERNEL_ENVIRONMENT", "PROGRESS_NOTEBOOKS", "NotebookFailed", "kernel_environment",
-           "check_kernel_code", "CheckoutKernelManager", "failure", "execute"]
+           "check_kernel_code", "CheckoutKernelManager", "failure", "execute", "execute_until"]
 
 # Set for the notebooks' kernels: progress bars become one line per finished run (an executed
 # copy stores no widgets), and Jupyter's path-migration warning stays off the terminal.
@@ -123,13 +123,42 @@ class _TerminalLines:
         self.shown += 1
 
 
-def _to_ipynb(source: Path, target: Path) -> None:
+def _read_notebook(source: Path) -> Any:
+    """The percent script ``source`` as a notebook (an nbformat node) with the kernel that
+    papermill starts for it."""
     import jupytext
 
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
-    jupytext.write(notebook, target)
+    return notebook
+
+
+def _papermill_options(params: StudyParams, overrides: dict[str, Any],
+                       manager: type[CheckoutKernelManager]) -> dict[str, Any]:
+    """How every notebook is executed: the run's parameters, in a kernel of ``manager``."""
+    return dict(kernel_name="python3", progress_bar=False, extra_arguments=KERNEL_ARGUMENTS,
+                parameters={"profile": params.profile, "overrides": overrides},
+                kernel_manager_class=manager)
+
+
+def execute_until(source: Path, params: StudyParams, overrides: dict[str, Any],
+                  marker: str) -> Any:
+    """The notebook's cells up to and including the first code cell whose source contains
+    ``marker``, executed as a reader runs them in JupyterLab, in a kernel started as
+    :func:`execute` starts one; returns the executed notebook and writes nothing. What a
+    reader waits for before that cell (``benchmarks/bench_reading.py``), and the tests'
+    look at one cell's output."""
+    import papermill
+
+    notebook = _read_notebook(source)
+    found = [i for i, cell in enumerate(notebook.cells)
+             if cell.cell_type == "code" and marker in cell.source]
+    if not found:
+        raise ValueError(f"no code cell of {source.name} contains {marker!r}")
+    notebook.cells = notebook.cells[:found[0] + 1]
+    return papermill.execute_notebook(
+        notebook, None, **_papermill_options(params, overrides, CheckoutKernelManager.watching()))
 
 
 _DISK_FULL = re.compile(r"No space left on device|Errno 28|PytorchStreamWriter|"
@@ -226,6 +255,7 @@ def execute(source: Path, params: StudyParams, overrides: dict[str, Any], verbos
     ``NN_name.failed.ipynb``, the last good one untouched. The terminal gets the notebook's
     name and time, the lines a ``PROGRESS_NOTEBOOKS`` one prints while it runs, and with
     ``verbose`` every cell's output (papermill's log)."""
+    import jupytext
     import papermill
 
     name = source.stem
@@ -234,17 +264,15 @@ def execute(source: Path, params: StudyParams, overrides: dict[str, Any], verbos
                                  for end in (".ipynb", ".running.ipynb", ".failed.ipynb"))
     print(f"{name:<28}", end="\n" if verbose else "", flush=True)
     start = time.perf_counter()
-    parameters: dict[str, Any] = {"profile": params.profile, "overrides": overrides}
     lines = _TerminalLines() if name in PROGRESS_NOTEBOOKS and not verbose else None
     manager = CheckoutKernelManager.watching()
+    options = _papermill_options(params, overrides, manager)
     try:
-        _to_ipynb(source, running)
+        jupytext.write(_read_notebook(source), running)
         if "interactive" in papermill.inspect_notebook(str(running)):
-            parameters["interactive"] = False  # no widget frontend: the static view instead
-        papermill.execute_notebook(
-            str(running), str(running), kernel_name="python3", log_output=verbose,
-            progress_bar=False, extra_arguments=KERNEL_ARGUMENTS, parameters=parameters,
-            kernel_manager_class=manager, stdout_file=lines)
+            options["parameters"]["interactive"] = False  # no widget frontend: the static view
+        papermill.execute_notebook(str(running), str(running), log_output=verbose,
+                                   stdout_file=lines, **options)
     except BaseException as err:
         if lines is not None:
             lines.close()
