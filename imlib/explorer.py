@@ -58,7 +58,6 @@ SLIDER_WIDTH, CHOICE_WIDTH, DESCRIPTION_WIDTH = 520, 300, 120
 # _SIDE_BY_SIDE_FROM, the image pair sits above the bar chart.
 EXPLORER_WIDTH, _SIDE_BY_SIDE_FROM = 560, 900
 _EXPLORER_FONT = 11  # points: pixels at INLINE_DPI
-_GRID_FONT = 9
 
 
 @dataclass(frozen=True)
@@ -167,10 +166,11 @@ def _shown_classes(result: Probe, num_classes: int) -> list[int]:
     return shown
 
 
-def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str], title: str,
+def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str], title: str | None,
                         fontsize: float) -> None:
     """IM's target (outlined) and each model's probabilities in percent, grouped by class,
-    over a fixed 0-100 % axis so that moving a slider never rescales it."""
+    over a fixed 0-100 % axis so that moving a slider never rescales it; ``title`` (with which
+    classes are shown, when not all) above, unless None."""
     classes = _shown_classes(result, len(class_names))
     series = [] if result.target is None else [("IM target", result.target, None)]
     series += [(VARIANT_LABELS.get(name, name), probs, VARIANT_COLORS.get(name, _OTHER_COLOR))
@@ -194,6 +194,8 @@ def _draw_distributions(ax: Axes, result: Probe, class_names: Sequence[str], tit
     chance_line(ax, len(class_names))
     percent_axis(ax)
     ax.set_ylabel("Probability (%)", fontsize=fontsize)
+    if title is None:
+        return
     if len(classes) < len(class_names):
         title += f"\nthe true class and each model's top {_TOP_K} of {len(class_names)}"
     ax.set_title(title, fontsize=fontsize)
@@ -303,32 +305,37 @@ def _grid_shape(probes: Sequence[Probe]) -> tuple[list[str], list[float]]:
 
 
 def static_view(probes: Sequence[Probe], class_names: Sequence[str], *, dataset: str,
-                protocol: str) -> Figure:
-    """The grid of :func:`probe_grid`: one row per kind, the clean image, then per level the
-    degraded image (NMI, eps) and the target beside each model's prediction; the title names
-    the ``dataset`` and the ``protocol`` the models were trained under."""
-    kinds, levels = _grid_shape(probes)
+                protocol: str, width: int = EXPLORER_WIDTH) -> Figure:
+    """The grid of :func:`probe_grid`, ``width`` pixels wide as a notebook shows it (default: the
+    explorer's, which fits JupyterLab at 1024 x 768 with the file browser open): the clean image
+    and the bars' legend on top, then one row per kind and level, the degraded image (NMI, eps)
+    beside IM's target and each model's prediction; the title names the ``dataset`` and the
+    ``protocol`` the models were trained under."""
+    _, levels = _grid_shape(probes)
     check_class_names(class_names)
+    check_int(width, "width", 300)
     bars = probes[0].target is not None or bool(probes[0].predictions)
-    per_level = [1.0, 2.4] if bars else [1.0]
+    rows = [["clean", "legend"]] + [[f"image {i}", f"bars {i}"] for i in range(len(probes))]
+    if not bars:
+        rows = [[row[0]] for row in rows]
     with style():
-        fig = new_figure(1.7 * (1 + sum(per_level) * len(levels)) + 1.6, 2.7 * len(kinds) + 0.6)
-        axes = fig.subplots(len(kinds), 1 + len(per_level) * len(levels), squeeze=False,
-                            width_ratios=[1.0] + per_level * len(levels))
-        for row, kind in zip(axes, kinds, strict=True):
-            _show_image(row[0], probes[0].image, _clean_title(probes[0], class_names),
-                        _GRID_FONT)
-            for column, level in enumerate(levels):
-                result = probes[kinds.index(kind) * len(levels) + column]
-                first = 1 + column * len(per_level)
-                _show_image(row[first], result.degraded, _degraded_title(result), _GRID_FONT)
-                if bars:
-                    _draw_distributions(row[first + 1], result, class_names,
-                                        f"d = {level:.2f}: target and predictions", _GRID_FONT)
-                    if column:
-                        row[first + 1].set_ylabel("")
+        fig = new_figure(width / INLINE_DPI, 2.2 + 2.8 * len(probes))
+        axes = fig.subplot_mosaic(rows, width_ratios=[1.0, 2.6] if bars else [1.0],
+                                  height_ratios=[0.75] + [1.0] * len(probes))
+        _show_image(axes["clean"], probes[0].image, _clean_title(probes[0], class_names),
+                    _EXPLORER_FONT)
+        for i, result in enumerate(probes):
+            _show_image(axes[f"image {i}"], result.degraded, _degraded_title(result),
+                        _EXPLORER_FONT)
+            if bars:
+                title = "Target and predictions (true class shaded)" if i == 0 else None
+                _draw_distributions(axes[f"bars {i}"], result, class_names, title,
+                                    _EXPLORER_FONT)
         if bars:
-            _legend(fig, axes[0][2], _GRID_FONT)
+            handles, labels = axes["bars 0"].get_legend_handles_labels()
+            axes["legend"].set_axis_off()
+            axes["legend"].legend(handles, labels, loc="center left", fontsize=_EXPLORER_FONT,
+                                  frameon=False)
         fig.suptitle(f"One test image under each degradation at d = "
                      f"{' and '.join(f'{d:g}' for d in levels)}\n"
                      f"{source_line(dataset, protocol)}", fontweight="bold")

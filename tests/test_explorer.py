@@ -138,13 +138,16 @@ def test_probe_grid_covers_every_kind_at_a_low_and_a_high_level(photographs, mod
 
     fig = static_view(probes, CLASSES, dataset="cifar100", protocol="paper")
     assert isinstance(fig, Figure) and fig.get_suptitle().endswith("CIFAR-100, paper protocol")
-    assert len(fig.axes) == len(KINDS) * (1 + 2 * 2)  # clean, then image and bars per level
+    assert len(fig.axes) == 2 + 2 * len(probes)  # clean and legend, then image and bars each
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles.count("Clean: class 3") == len(KINDS)
+    assert titles.count("Clean: class 3") == 1
     blur_high = probes[KINDS.index("blur") * 2 + 1]
-    assert f"NMI {blur_high.nmi:.2f}" in titles[KINDS.index("blur") * 5 + 3]
-    assert [ax.get_legend() for ax in fig.axes] == [None] * len(fig.axes)  # outside the data
-    assert fig.legends
+    assert sum(title.startswith("Gaussian blur\nd = 0.80") and f"NMI {blur_high.nmi:.2f}" in title
+               for title in titles) == 1
+    with_legend = [ax for ax in fig.axes if ax.get_legend()]  # a panel of its own, no data
+    assert len(with_legend) == 1 and not with_legend[0].axison and not with_legend[0].patches
+    assert [t.get_text() for t in with_legend[0].get_legend().get_texts()][:2] == \
+        ["chance (1/K)", "IM target"]
 
     text = what_to_notice(probes, CLASSES)
     assert "**class 3**" in text
@@ -278,6 +281,26 @@ def test_the_static_grid_titles_never_run_into_a_neighbouring_panel(photographs,
     fig = static_view(probes, CLASSES, dataset="cifar100", protocol="reference-code")
     assert any("ε 0.9" in ax.get_title() for ax in fig.axes)  # the clamped, widest titles
     assert _collisions(fig) == []
+
+
+def test_the_static_grid_fits_a_narrow_jupyterlab_with_legible_text(photographs, models):
+    """The explorer's 560 px (JupyterLab's output area at 1024 x 768 with the file browser
+    open), the whole drawing included, and every text at least 10 px tall (points at
+    INLINE_DPI), so nothing is shrunk to fit."""
+    from matplotlib.text import Text
+
+    from imlib.style import INLINE_DPI
+
+    images, labels = _split(photographs)
+    probes = probe_grid(images, labels, CLASSES, 1, **RUN, models=models, mean=MEAN, std=STD)
+    fig = static_view(probes, CLASSES, dataset="cifar100", protocol="reference-code")
+    drawn = fig.get_tightbbox(_rendered(fig))  # inches: what a notebook shows, cropped
+    assert fig.get_size_inches()[0] * INLINE_DPI == imlib.explorer.EXPLORER_WIDTH
+    assert drawn.width * INLINE_DPI <= imlib.explorer.EXPLORER_WIDTH
+    texts = [t for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+    assert min(t.get_fontsize() for t in texts) >= 10
+    with pytest.raises(ValueError, match="width must be an int >= 300"):
+        static_view(probes, CLASSES, dataset="cifar100", protocol="paper", width=100)
 
 
 def test_the_explorer_figure_fits_a_narrow_jupyterlab_with_legible_text(image, models):
