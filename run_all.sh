@@ -68,7 +68,9 @@ if [[ "${1:-}" == "test" ]]; then
     # One test process per core (at most 4), a module each at a time, so the notebook module's
     # tiny study runs beside the rest; one torch thread each, or the processes' threads contend
     # for the cores. `./run_all.sh test -n 0` runs every test in this process (for -s, pdb).
-    workers=$("$PY" -c "import os; n = os.cpu_count() or 1; print(min(n, 4) if n > 1 else 0)")
+    workers=$("$PY" -c "import os
+n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+print(min(n, 4) if n > 1 else 0)")
     OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" exec "$PY" -m pytest -n "$workers" --dist loadfile "$@"
 fi
 exec "$PY" -m imlib.pipeline "$@"

@@ -13,14 +13,14 @@ import torch
 
 pytest_plugins = ["pipeline_fixtures"]  # the runner's fixtures, for its test modules
 
-PHOTOS = ("astronaut", "chelsea", "coffee")
+PHOTOS = ("astronaut", "chelsea", "coffee")  # bundled with scikit-image: no download
 FIRST = "test_notebooks.py"  # the longest module (a tiny study): started first, beside the rest
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The notebook module first: with ``-n 2`` (``./run_all.sh test``) one process runs it
     while the other runs every other module, instead of the study starting last, alone."""
-    items.sort(key=lambda item: item.path.name != FIRST)  # bundled with scikit-image: no download
+    items.sort(key=lambda item: item.path.name != FIRST)
 
 
 @cache
