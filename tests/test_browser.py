@@ -103,27 +103,33 @@ def _figures(page) -> list[dict]:
             area: img.closest('.jp-OutputArea').getBoundingClientRect().width}))""")
 
 
+def _read_the_figures(page, lab: str) -> list[dict]:
+    """Open the notebook with the file browser beside it, run every cell from the Run menu once
+    the kernel is idle, and measure the figures once the explorer's controls are there."""
+    page.goto(lab)
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    assert page.locator(".jp-FileBrowser").first.is_visible()  # the sidebar is open
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)  # status bar
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    # the explorer's controls (below the fold: attached, not necessarily painted)
+    page.wait_for_selector(".widget-slider", state="attached", timeout=240_000)
+    page.wait_for_function("document.querySelectorAll('.jp-OutputArea-output img').length >= 2",
+                           timeout=120_000)
+    page.wait_for_timeout(1000)
+    return _figures(page)
+
+
 def test_the_grid_and_the_explorer_are_not_shrunk_at_1024x768_with_the_file_browser_open(
         lab, tmp_path):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM))
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(lab)
-        page.wait_for_selector(".jp-Notebook", timeout=60_000)
-        assert page.locator(".jp-FileBrowser").first.is_visible()  # the sidebar is open
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                               timeout=60_000)
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
-        # the explorer's controls (below the fold: attached, not necessarily painted)
-        page.wait_for_selector(".widget-slider", state="attached", timeout=120_000)
-        page.wait_for_function(
-            "document.querySelectorAll('.jp-OutputArea-output img').length >= 2",
-            timeout=120_000)
-        page.wait_for_timeout(1000)
-        figures = _figures(page)
-        page.screenshot(path=str(tmp_path / "jupyterlab.png"))
-        browser.close()
+        try:
+            figures = _read_the_figures(page, lab)
+        finally:  # what the reader saw, also when a step timed out
+            page.screenshot(path=str(tmp_path / "jupyterlab.png"))
+            browser.close()
     print(json.dumps(figures), tmp_path / "jupyterlab.png")
     assert len(figures) == 2, figures  # the grid, then the explorer's figure
     for figure in figures:  # drawn EXPLORER_WIDTH wide, plus the tight crop's padding
