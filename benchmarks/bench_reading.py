@@ -49,7 +49,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="smoke")
     args = parser.parse_args()
-    study = load_params(args.profile)
+    try:
+        study = load_params(args.profile)
+    except ValueError as err:  # an unknown or broken profile: one line, as run_all.sh says it
+        raise SystemExit(f"bench_reading.py: {err}") from None
     missing = []
     for run in study.runs():
         try:

@@ -79,7 +79,9 @@ class_gallery(data)
 # any scaling.
 
 # %%
-pd.Series(DATASET_CARDS[params.training.dataset], name=params.training.dataset).to_frame()
+with pd.option_context("display.max_colwidth", None):  # every line whole, none cut to "..."
+    display(pd.Series(DATASET_CARDS[params.training.dataset], name=params.training.dataset)
+            .to_frame())
 
 # %% [markdown]
 # **What defines a class.** CIFAR-100's classes are what its photographs show, the digits'
